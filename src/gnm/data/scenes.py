@@ -213,7 +213,7 @@ class SceneGenerator:
         return placements, {"start_class": d, "offset": [ox, oy]}
 
     def _offsets(self, rng: np.random.Generator, k: int) -> list[tuple[int, int]]:
-        """``k`` offsets in a quadrant whose nominal ink squares (20/28 of a field) don't overlap."""
+        """``k`` offsets in a quadrant whose nominal ink squares (20/28 of a field) are disjoint."""
         span = self.quad - self.patch
         margin = round(self.patch * 4 / 28)  # nominal ink = field minus 4/28 on each side
         ink = self.patch - 2 * margin

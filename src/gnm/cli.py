@@ -1,0 +1,128 @@
+"""The ``gnm`` command line: thin wrappers over library functions.
+
+Every subcommand parses its options and calls one public function; errors a user can act on
+(:class:`gnm.errors.GNMError`) are printed as one sentence and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from gnm.errors import GNMError
+
+Handler = Callable[[argparse.Namespace], int]
+_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
+
+
+def command(register: Callable[[argparse._SubParsersAction], None]):
+    """Decorator: ``register(subparsers)`` adds one subcommand to ``gnm``."""
+    _COMMANDS.append(register)
+    return register
+
+
+def _data_dir_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", default=None,
+                   help="folder holding mnist/ (default: $GNM_DATA or ./data)")
+
+
+# --------------------------------------------------------------------------- data
+def _cmd_data_mnist(args: argparse.Namespace) -> int:
+    from gnm.data.mnist import ensure_mnist
+
+    folder = ensure_mnist(args.data_dir, allow_download=not args.no_download, verbose=True)
+    print(f"MNIST ready and verified (sha256) in {folder}")
+    return 0
+
+
+def _cmd_data_make(args: argparse.Namespace) -> int:
+    from gnm.data.store import export_scenes
+
+    manifest = export_scenes(args.dataset, args.split, args.n, args.out, size=args.size,
+                             seed=args.seed, fmt=args.format, shard_size=args.shard_size,
+                             data_dir=args.data_dir, progress=not args.quiet)
+    print(f"wrote {args.n} {args.dataset}/{args.split} scenes to {args.out} "
+          f"(manifest {manifest}, preview {Path(args.out) / 'preview.png'})")
+    return 0
+
+
+@command
+def _register_data(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("data", help="fetch MNIST and make scene datasets")
+    dsub = p.add_subparsers(dest="data_command", required=True, metavar="{mnist,make}")
+    m = dsub.add_parser("mnist", help="find, fetch and verify the raw MNIST IDX files")
+    _data_dir_arg(m)
+    m.add_argument("--no-download", action="store_true", help="only look on disk")
+    m.set_defaults(func=_cmd_data_mnist)
+    k = dsub.add_parser("make", help="export scenes as checksummed shards (resumable)")
+    k.add_argument("dataset", help="mnist4 | mnist10 | mnist4_10")
+    k.add_argument("--split", default="train", help="train | val | test (default train)")
+    k.add_argument("--n", type=int, required=True, help="number of scenes")
+    k.add_argument("--out", required=True, help="output folder")
+    k.add_argument("--size", type=int, default=128, help="image side in pixels (default 128)")
+    k.add_argument("--seed", type=int, default=0, help="generation seed (default 0)")
+    k.add_argument("--format", default="npz", help="npz (shards) or png (one file per scene)")
+    k.add_argument("--shard-size", type=int, default=1000, help="scenes per shard")
+    k.add_argument("--quiet", action="store_true", help="no progress bar")
+    _data_dir_arg(k)
+    k.set_defaults(func=_cmd_data_make)
+
+
+# --------------------------------------------------------------------------- demo
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from gnm.demo import run_demo
+
+    report = run_demo(args.out, data_dir=args.data_dir, size=args.size)
+    print(f"demo written: {report}")
+    return 0
+
+
+@command
+def _register_demo(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", help="run the demo on the default embedded setup")
+    p.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
+    p.add_argument("--size", type=int, default=128, help="image side in pixels")
+    _data_dir_arg(p)
+    p.set_defaults(func=_cmd_demo)
+
+
+# --------------------------------------------------------------------------- main
+def build_parser() -> argparse.ArgumentParser:
+    """The full ``gnm`` argument parser."""
+    parser = argparse.ArgumentParser(
+        prog="gnm", description="Generative Neurosymbolic Machines: data, training, sampling, "
+        "evaluation.")
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for register in _COMMANDS:
+        register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``gnm`` console script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.version:
+        from gnm import __version__
+
+        print(__version__)
+        return 0
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    try:
+        return int(args.func(args) or 0)
+    except GNMError as exc:
+        print(f"gnm: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("gnm: interrupted; rerun the same command to resume where supported.",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,265 @@
+"""Export scenes to disk as checksummed shards, and read them back as a ``Dataset``.
+
+Layout of an export folder ``DIR``::
+
+    DIR/manifest.json        parameters, finished shards (file, range, sha256), complete flag
+    DIR/shards/00000.npz     format npz: images uint8 [n, S, S, 1], boxes, classes, annotations
+    DIR/shards/00000.json    format png: the shard's annotations and each PNG's sha256
+    DIR/images/000000.png    format png: one grayscale PNG per scene
+    DIR/annotations.json     every scene's ground truth (written when the export completes)
+    DIR/preview.png          an 8×8 grid of the first scenes
+
+Every file is written to a temporary name and renamed, and the manifest lists a shard only after
+the shard is on disk, so an interrupted export never leaves a shard that looks complete; running
+the same command again resumes from the last finished shard.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from gnm.data.mnist import sha256_file
+from gnm.data.scenes import (
+    MAX_OBJECTS,
+    SceneGenerator,
+    check_dataset,
+    check_size,
+    check_split,
+    target_tensors,
+)
+from gnm.errors import GNMError
+from gnm.io import atomic_write, atomic_write_bytes, atomic_write_json
+from gnm.viz.grid import make_grid, save_png
+
+FORMATS = ("npz", "png")
+MANIFEST = "manifest.json"
+STORE_VERSION = 1
+_PARAM_KEYS = ("dataset", "split", "n", "size", "seed", "format", "shard_size")
+
+
+def _check_writable(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise GNMError(f"output folder {out} is not writable ({exc.strerror or exc}); choose "
+                       "another --out.") from exc
+
+
+def _arrays(images: np.ndarray, annotations: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+    """Fixed-size arrays of a shard (padding: boxes 0, classes/quadrants -1)."""
+    n = len(annotations)
+    boxes = np.zeros((n, MAX_OBJECTS, 4), np.int32)
+    classes = np.full((n, MAX_OBJECTS), -1, np.int16)
+    quadrants = np.full((n, MAX_OBJECTS), -1, np.int8)
+    counts = np.zeros(n, np.int8)
+    for i, a in enumerate(annotations):
+        k = len(a["classes"])
+        counts[i] = k
+        boxes[i, :k] = a["boxes"]
+        classes[i, :k] = a["classes"]
+        quadrants[i, :k] = a["quadrants"]
+    return {
+        "images": images[..., None], "boxes": boxes, "classes": classes,
+        "quadrants": quadrants, "n_objects": counts,
+        "indices": np.array([a["index"] for a in annotations], np.int64),
+        "annotations_json": np.array(json.dumps(annotations)),
+    }
+
+
+def _png_bytes(image: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _write_shard(out: Path, fmt: str, shard: int, start: int, images: np.ndarray,
+                 annotations: list[dict[str, Any]]) -> dict[str, Any]:
+    """Write one shard; return its manifest entry."""
+    if fmt == "npz":
+        path = out / "shards" / f"{shard:05d}.npz"
+        arrays = _arrays(images, annotations)
+
+        def write(p: Path) -> None:
+            with open(p, "wb") as f:  # a file object: np.savez would append ".npz" to a path
+                np.savez(f, **arrays)
+
+        atomic_write(path, write)
+    else:
+        hashes = []
+        for k, image in enumerate(images):
+            data = _png_bytes(image)
+            atomic_write_bytes(out / "images" / f"{start + k:06d}.png", data)
+            hashes.append(hashlib.sha256(data).hexdigest())
+        path = out / "shards" / f"{shard:05d}.json"
+        atomic_write_json(path, {"annotations": annotations, "png_sha256": hashes})
+    return {"file": str(path.relative_to(out)), "start": start, "count": len(annotations),
+            "sha256": sha256_file(path)}
+
+
+def _load_manifest(out: Path) -> dict[str, Any] | None:
+    path = out / MANIFEST
+    if not path.exists():
+        return None
+    try:
+        manifest = json.loads(path.read_text())
+        if manifest.get("version") != STORE_VERSION or "shards" not in manifest:
+            raise ValueError("unknown layout")
+    except (ValueError, OSError) as exc:
+        raise GNMError(f"{path} is unreadable or not a gnm manifest ({exc}); delete the folder "
+                       "and export again.") from exc
+    return manifest
+
+
+def export_scenes(dataset: str, split: str, n: int, out: str | Path, *, size: int = 128,
+                  seed: int = 0, fmt: str = "npz", shard_size: int = 1000,
+                  data_dir: str | None = None, mnist: Any = None,
+                  progress: bool = True) -> Path:
+    """Generate scenes ``0..n-1`` of a dataset/split and write them to ``out``; resumable.
+
+    Returns the manifest path. A folder that already holds a different export, or unrelated
+    files, is refused rather than mixed.
+    """
+    check_dataset(dataset)
+    check_split(split)
+    check_size(size)
+    if not isinstance(n, int) or n <= 0:
+        raise GNMError(f"--n must be a positive number of scenes, got {n!r}.")
+    if fmt not in FORMATS:
+        raise GNMError(f"unknown format {fmt!r}; choose npz or png.")
+    if shard_size <= 0:
+        raise GNMError(f"shard size must be positive, got {shard_size}.")
+    out = Path(out)
+    params = {"dataset": dataset, "split": split, "n": n, "size": size, "seed": seed,
+              "format": fmt, "shard_size": shard_size}
+    manifest = _load_manifest(out)
+    if manifest is None:
+        if out.exists() and any(out.iterdir()):
+            raise GNMError(f"output folder {out} is not empty and holds no {MANIFEST}; choose an "
+                           "empty or new --out.")
+        manifest = {"version": STORE_VERSION, **params, "complete": False, "shards": []}
+    else:
+        theirs = {k: manifest.get(k) for k in _PARAM_KEYS}
+        if theirs != params:
+            diff = ", ".join(f"{k}={theirs[k]!r} (asked {params[k]!r})"
+                             for k in _PARAM_KEYS if theirs[k] != params[k])
+            raise GNMError(f"{out} already holds a different export ({diff}); choose another "
+                           "--out or delete that folder.")
+        if manifest["complete"]:
+            return out / MANIFEST
+        # Keep only shards whose file is intact; anything else is made again.
+        manifest["shards"] = [s for s in manifest["shards"] if (out / s["file"]).exists()
+                              and sha256_file(out / s["file"]) == s["sha256"]]
+    _check_writable(out)
+    gen = SceneGenerator(dataset, split, size, seed, mnist=mnist, data_dir=data_dir)
+    done = {s["start"] for s in manifest["shards"]}
+    starts = range(0, n, shard_size)
+    bar = tqdm(total=n, desc=f"{dataset}/{split}", unit="scene", disable=not progress)
+    bar.update(sum(s["count"] for s in manifest["shards"]))
+    for shard, start in enumerate(starts):
+        if start in done:
+            continue
+        images, annotations = gen.batch(range(start, min(start + shard_size, n)))
+        manifest["shards"].append(_write_shard(out, fmt, shard, start, images, annotations))
+        manifest["shards"].sort(key=lambda s: s["start"])
+        atomic_write_json(out / MANIFEST, manifest)
+        bar.update(len(annotations))
+    bar.close()
+    # Finish: the full annotation list, a preview grid, then mark complete (last).
+    store = SceneShards(out, verify=False, _allow_incomplete=True)
+    atomic_write_json(out / "annotations.json", store.annotations)
+    first = np.stack([store.image_uint8(i) for i in range(min(64, n))])
+    save_png(make_grid(first, nrow=8), out / "preview.png")
+    manifest["complete"] = True
+    manifest["annotations_sha256"] = sha256_file(out / "annotations.json")
+    atomic_write_json(out / MANIFEST, manifest)
+    return out / MANIFEST
+
+
+class SceneShards(torch.utils.data.Dataset):
+    """Scenes exported by :func:`export_scenes`, read back as a ``Dataset``.
+
+    Items match :class:`gnm.data.scenes.SceneDataset`: ``image`` float32 ``[1, S, S]`` in
+    [0, 1] plus padded target tensors. With ``verify`` every shard (and, for PNG exports, every
+    image) is checked against the manifest's sha256; a mismatch raises :class:`GNMError`.
+    """
+
+    def __init__(self, folder: str | Path, verify: bool = True,
+                 _allow_incomplete: bool = False) -> None:
+        self.folder = Path(folder)
+        manifest = _load_manifest(self.folder)
+        if manifest is None:
+            raise GNMError(f"{self.folder} has no {MANIFEST}; export scenes there first with "
+                           "`gnm data make`.")
+        if not manifest["complete"] and not _allow_incomplete:
+            raise GNMError(f"the export in {self.folder} is incomplete; run the same "
+                           "`gnm data make` command again to finish it.")
+        self.manifest = manifest
+        self.format = manifest["format"]
+        self.annotations: list[dict[str, Any]] = []
+        self._images: list[np.ndarray] = []
+        self._png_hashes: list[str] = []
+        self._verify = verify
+        for entry in manifest["shards"]:
+            path = self.folder / entry["file"]
+            if not path.exists():
+                raise GNMError(f"shard {path} is missing; run the same `gnm data make` command "
+                               "again to rebuild it.")
+            if verify and sha256_file(path) != entry["sha256"]:
+                raise GNMError(f"shard {path} does not match its checksum in {MANIFEST} "
+                               "(truncated or tampered); delete it and run the same `gnm data "
+                               "make` command again to rebuild it.")
+            if self.format == "npz":
+                try:
+                    with np.load(path, allow_pickle=False) as z:
+                        self._images.append(z["images"][..., 0])
+                        self.annotations.extend(json.loads(str(z["annotations_json"])))
+                except (OSError, ValueError, KeyError) as exc:
+                    raise GNMError(f"shard {path} cannot be read ({exc}); delete it and run the "
+                                   "same `gnm data make` command again.") from exc
+            else:
+                chunk = json.loads(path.read_text())
+                self.annotations.extend(chunk["annotations"])
+                self._png_hashes.extend(chunk["png_sha256"])
+        if self.format == "npz":
+            self._array = np.concatenate(self._images) if self._images else np.zeros((0,))
+            self._images = []
+        if verify and manifest["complete"] and "annotations_sha256" in manifest:
+            ann = self.folder / "annotations.json"
+            if not ann.exists() or sha256_file(ann) != manifest["annotations_sha256"]:
+                raise GNMError(f"{ann} is missing or does not match {MANIFEST}; run the same "
+                               "`gnm data make` command again after deleting it.")
+
+    def __len__(self) -> int:
+        return len(self.annotations)
+
+    def image_uint8(self, index: int) -> np.ndarray:
+        """Scene ``index`` as uint8 ``[S, S]``."""
+        if self.format == "npz":
+            return self._array[index]
+        path = self.folder / "images" / f"{index:06d}.png"
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise GNMError(f"image {path} is missing; run the same `gnm data make` command "
+                           "again.") from exc
+        if self._verify and hashlib.sha256(data).hexdigest() != self._png_hashes[index]:
+            raise GNMError(f"image {path} does not match its checksum (tampered or truncated); "
+                           "delete it with its shard json and run `gnm data make` again.")
+        return np.array(Image.open(io.BytesIO(data)).convert("L"))
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        image = torch.from_numpy(np.array(self.image_uint8(index))).unsqueeze(0).float() / 255.0
+        return {"image": image, **target_tensors(self.annotations[index])}
