@@ -14,34 +14,7 @@ from typing import Any
 import yaml
 
 from gnm.errors import GNMError
-
-
-@dataclass
-class Schedule:
-    """A value that moves linearly from ``start`` to ``end`` between two training steps.
-
-    Before ``start_step`` it is ``start``; after ``end_step`` it is ``end``. Every curriculum of
-    the paper (τ, ρ, β_g warm-up, β_b, aux-where weight, ...) is one of these.
-    """
-
-    start_step: int = 0
-    end_step: int = 0
-    start: float = 1.0
-    end: float = 1.0
-
-    def __call__(self, step: int | float) -> float:
-        """Value at ``step`` (a pure function of the step)."""
-        if step <= self.start_step or self.end_step <= self.start_step:
-            return self.start if step <= self.start_step else self.end
-        if step >= self.end_step:
-            return self.end
-        t = (step - self.start_step) / (self.end_step - self.start_step)
-        return self.start + t * (self.end - self.start)
-
-    @classmethod
-    def constant(cls, value: float) -> Schedule:
-        """A schedule that is ``value`` at every step."""
-        return cls(0, 0, value, value)
+from gnm.schedule import Schedule  # re-exported: the one curriculum type
 
 
 @dataclass
