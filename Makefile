@@ -20,6 +20,7 @@ demo: $(STAMP)
 	$(BIN)/gnm demo
 
 test: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/python -m pytest
 
 test-slow: $(STAMP)
@@ -27,7 +28,6 @@ test-slow: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/data_throughput.py
