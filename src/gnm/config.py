@@ -34,7 +34,7 @@ def _cfg_from_dict(cls: type, data: dict[str, Any], where: str) -> Any:
     kwargs = {}
     for key, value in data.items():
         if key not in known:
-            raise GNMError(f"unknown config key {where}{key!r}; known keys: "
+            raise GNMError(f"unknown config key '{where}{key}'; known keys: "
                            f"{', '.join(sorted(known))}.")
         default = getattr(cls(), key) if _has_defaults(cls) else None
         if dataclasses.is_dataclass(default) and isinstance(value, dict):
