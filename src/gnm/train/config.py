@@ -7,6 +7,22 @@ from dataclasses import dataclass
 
 @dataclass
 class TrainConfig:
-    """Optimisation, logging and checkpointing. Fields are filled in by the trainer."""
+    """Optimisation, logging and checkpointing of one run (SPEC §1: RMSprop 1e-4, clip 1, B 32)."""
 
-    steps: int = 1000  # optimiser steps to run
+    steps: int = 1000  # optimiser steps to run in total (a resumed run continues up to this)
+    batch_size: int = 32  # global batch: split evenly over DDP ranks (must divide by world size)
+    lr: float = 1e-4  # learning rate (constant; the curricula live in the model's schedules)
+    optimizer: str = "rmsprop"  # rmsprop | adam (torch defaults otherwise)
+    grad_clip: float = 1.0  # max global L2 norm of the gradient; <= 0 disables clipping
+    seed: int = 0  # seeds init, per-step noise and data order (all pure functions of seed, step)
+    device: str = "auto"  # auto | cpu | cuda ("auto": cuda when available; DDP: cuda:LOCAL_RANK)
+    bf16: bool = False  # run forward passes under bf16 autocast (CPU with AMX, or GPU)
+    log_every: int = 50  # steps between metrics.jsonl lines (values are means over the window)
+    ckpt_every: int = 1000  # steps between checkpoints (the last step is always saved)
+    sample_every: int = 1000  # steps between PNG grids of prior samples and reconstructions; 0: off
+    sample_n: int = 16  # images per sample / reconstruction grid
+    keep_last: int = 3  # checkpoints kept on disk (older ones are deleted); <= 0 keeps all
+    tensorboard: bool = True  # also log to RUN_DIR/tb when the tensorboard package is installed
+    num_threads: int = 0  # torch CPU threads per process; 0 leaves torch's default
+    progress: bool = True  # show a tqdm progress bar (rank 0 only)
+    find_unused_parameters: bool = False  # DDP: allow parameters that get no gradient in a step

@@ -1,0 +1,314 @@
+"""The training loop: one function, :func:`train`, for notebooks, the CLI and ``torchrun``.
+
+    from gnm.config import Config
+    from gnm.train.trainer import train
+    result = train(Config(), "runs/demo")          # result["model"] is the trained model
+
+A step ``t`` (0-based; ``t`` optimiser steps are done before it) does: seed every generator from
+``(seed, rank, t)``; take the batch that :class:`~gnm.train.sampler.StepBatchSampler` assigns
+to ``t``; ``out = model(x, t)`` (optionally under bf16 autocast); back-propagate ``out["loss"]``;
+clip the global gradient norm; check every scalar of ``out`` and the gradient norm for
+NaN/inf; then take the optimiser step. Because noise and data are pure functions of
+``(seed, step)`` and checkpoints restore weights and optimiser state exactly, a run resumed from
+step ``k`` ends bit-identical (on CPU) to one that never stopped.
+
+Records: ``RUN_DIR/config.json``, ``metrics.jsonl`` (one line per ``log_every`` steps with the
+window means of every scalar the model returns, ``lr``, ``grad_norm``, ``steps_per_s``, wall
+time), ``checkpoints/``, ``samples/`` (PNG grids) and ``tb/`` when TensorBoard is installed.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from gnm.config import Config, to_dict
+from gnm.errors import GNMError
+from gnm.io import atomic_write_json
+from gnm.train import distributed
+from gnm.train.checkpoint import (
+    build_from_registry,
+    latest_checkpoint,
+    load_checkpoint,
+    restore_rng_state,
+    save_checkpoint,
+)
+from gnm.train.config import TrainConfig
+from gnm.train.logger import RunLogger, truncate_metrics
+from gnm.train.sampler import StepBatchSampler
+from gnm.viz.grid import make_grid
+
+#: Config keys that may change when a run is resumed (everything else must match).
+RESUME_MAY_CHANGE = ("data.data_dir", "data.num_workers")
+#: Of the train section only these must match on resume (the rest, e.g. steps, may change).
+RESUME_TRAIN_FIXED = ("train.seed", "train.batch_size")
+_STEP_SALT = 0x676E6D  # separates per-step noise seeds from other uses of the seed
+
+
+def make_optimizer(params: Iterable[nn.Parameter], tc: TrainConfig) -> torch.optim.Optimizer:
+    """The optimiser ``tc`` names (``rmsprop`` as in the reference, or ``adam``)."""
+    if tc.optimizer == "rmsprop":
+        return torch.optim.RMSprop(params, lr=tc.lr)
+    if tc.optimizer == "adam":
+        return torch.optim.Adam(params, lr=tc.lr)
+    raise GNMError(f"train.optimizer={tc.optimizer!r} is not known; use rmsprop or adam.")
+
+
+def seed_all(seed: int) -> None:
+    """Seed python's, numpy's and torch's (all devices) global generators."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def step_seed(seed: int, rank: int, step: int) -> int:
+    """The seed of the noise drawn at ``step`` on ``rank``: a well-mixed 63-bit function."""
+    words = np.random.SeedSequence([_STEP_SALT, seed, rank, step]).generate_state(2, np.uint32)
+    return (int(words[0]) << 31) ^ int(words[1])
+
+
+def _check_config(tc: TrainConfig) -> None:
+    for name in ("steps", "log_every", "ckpt_every", "sample_every", "sample_n", "num_threads"):
+        value = getattr(tc, name)
+        low = 1 if name in ("log_every", "ckpt_every") else 0
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            raise GNMError(f"train.{name}={value!r} must be an integer >= {low}.")
+    if not (isinstance(tc.lr, (int, float)) and tc.lr > 0 and math.isfinite(tc.lr)):
+        raise GNMError(f"train.lr={tc.lr!r} must be a positive number.")
+
+
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for key, value in d.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _check_resumable(saved: Config, given: Config, ckpt: Path) -> None:
+    """The given config may differ from the saved one only where resuming stays meaningful."""
+    old, new = _flat(to_dict(saved)), _flat(to_dict(given))
+    differ = [k for k in sorted(set(old) | set(new))
+              if old.get(k) != new.get(k) and k not in RESUME_MAY_CHANGE
+              and (not k.startswith("train.") or k in RESUME_TRAIN_FIXED)]
+    if differ:
+        shown = ", ".join(f"{k} ({old.get(k)!r} -> {new.get(k)!r})" for k in differ[:4])
+        raise GNMError(f"cannot resume from {ckpt}: the config differs in {shown}; resume with "
+                       "the run's own settings (they are in its config.json) or start a new run.")
+
+
+def _images(batch: Any) -> torch.Tensor:
+    """The image tensor of a collated batch (a dict with ``image``, a tuple, or a tensor)."""
+    if isinstance(batch, dict):
+        return batch["image"]
+    if isinstance(batch, (tuple, list)):
+        return batch[0]
+    return batch
+
+
+def _scalars(out: dict[str, Any], device: torch.device) -> dict[str, torch.Tensor]:
+    """The one-number entries of a model's output dict, as detached float tensors."""
+    found = {}
+    for key, value in out.items():
+        if isinstance(value, torch.Tensor) and value.numel() == 1:
+            found[key] = value.detach().float().reshape(())
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            found[key] = torch.tensor(float(value), device=device)
+    if "loss" not in found:
+        raise GNMError("the model's output has no scalar 'loss' entry; a model's forward(x, step) "
+                       "must return a dict with the scalar loss to minimise under 'loss'.")
+    return found
+
+
+@torch.no_grad()
+def _write_samples(model: nn.Module, x: torch.Tensor, t: int, step: int, tc: TrainConfig,
+                   logger: RunLogger, device: torch.device) -> None:
+    """PNG grids of prior samples and of (input, reconstruction) pairs at ``step``."""
+    was_training = model.training
+    model.eval()
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=tc.bf16)
+    try:
+        n = min(tc.sample_n, x.shape[0])
+        with autocast:
+            recon = model(x[:n], t).get("recon")
+        if isinstance(recon, torch.Tensor):
+            pairs = torch.stack([x[:n].float(), recon.float().clamp(0, 1)], 1).flatten(0, 1)
+            logger.image("recon", step, make_grid(pairs, nrow=2 * math.ceil(math.sqrt(n))))
+        if hasattr(model, "sample"):
+            gen = torch.Generator(device=device).manual_seed(tc.seed)
+            try:
+                with autocast:
+                    samples = model.sample(tc.sample_n, generator=gen)
+            except NotImplementedError:  # models without a density prior (e.g. SPACE)
+                samples = None
+            if samples is not None:
+                logger.image("prior", step, make_grid(samples.float().clamp(0, 1)))
+    finally:
+        model.train(was_training)
+
+
+def train(cfg: Config | None, out_dir: str | Path, resume: bool = False,
+          model: nn.Module | None = None,
+          dataset: torch.utils.data.Dataset | None = None) -> dict[str, Any]:
+    """Train a model and keep everything in ``out_dir``; returns a summary dict.
+
+    Args:
+        cfg: the run's config. With ``resume`` it may be None (the saved one is used); otherwise
+            it must match the saved config except in ``train.*`` keys other than seed and
+            batch size (e.g. ``train.steps`` may grow) and ``data.data_dir/num_workers``.
+        out_dir: the run directory (created if missing).
+        resume: continue from the newest checkpoint in ``out_dir`` (start afresh if none).
+            Without it, a run directory that already holds checkpoints is an error.
+        model: a model obeying the contract ``model(x, step) -> dict`` with a scalar ``loss``
+            (mean over the batch); built from ``cfg`` by the model registry when omitted.
+        dataset: items are dicts with ``image`` ``[C, S, S]`` in [0, 1] (or tensors/tuples);
+            default: on-the-fly :class:`~gnm.data.scenes.SceneDataset` train scenes of ``cfg.data``.
+
+    Returns:
+        ``{"run_dir", "step", "checkpoint", "metrics", "model"}``: the steps done, the newest
+        checkpoint's path, the last metrics record and the trained (unwrapped) model.
+
+    Raises:
+        GNMError: on a non-finite loss term or gradient (naming the step and the term; the
+            newest checkpoint is left as it was), and on unusable settings.
+    """
+    run_dir = Path(out_dir)
+    latest = latest_checkpoint(run_dir)
+    if latest is not None and not resume:
+        raise GNMError(f"{run_dir} already holds checkpoints (newest {latest.name}); pass "
+                       "--resume to continue that run or choose another --out directory.")
+    state = load_checkpoint(latest) if (resume and latest is not None) else None
+    if state is not None:
+        saved = Config.from_dict(state["config"])
+        if cfg is None:
+            cfg = saved
+        else:
+            _check_resumable(saved, cfg, latest)
+    if cfg is None:
+        raise GNMError(f"no config given and {run_dir} holds no checkpoint to resume; "
+                       "pass a config (e.g. --preset NAME).")
+    tc = cfg.train
+    _check_config(tc)
+
+    ctx = distributed.setup(tc.device)
+    logger = None
+    try:
+        device = distributed.resolve_device(tc.device, ctx)
+        distributed.per_rank_batch(tc.batch_size, ctx)
+        if tc.num_threads > 0:
+            torch.set_num_threads(tc.num_threads)
+
+        # ---- model and optimiser (initialisation is a function of the seed alone)
+        seed_all(tc.seed)
+        if model is None:
+            model = build_from_registry(cfg)
+        model.to(device)
+        optimizer = make_optimizer(model.parameters(), tc)
+        start = 0
+        elapsed0 = 0.0
+        if state is not None:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            restore_rng_state(state["rng"])
+            start, elapsed0 = int(state["step"]), float(state.get("elapsed", 0.0))
+        newest = str(latest) if state is not None else None
+        wrapped = distributed.wrap_model(model, ctx, device, tc.find_unused_parameters)
+        model.train()
+
+        # ---- data: batch of step t is a pure function of (seed, t)
+        if dataset is None:
+            from gnm.data.scenes import SceneDataset
+
+            dataset = SceneDataset(cfg.data.dataset, "train", cfg.data.size, cfg.data.seed,
+                                   data_dir=cfg.data.data_dir)
+        sampler = StepBatchSampler(len(dataset), tc.batch_size, tc.seed, start, tc.steps,
+                                   ctx.rank, ctx.world_size)
+        data_order = {"seed": tc.seed, "batch_size": tc.batch_size, "dataset_len": len(dataset)}
+        loader = torch.utils.data.DataLoader(
+            dataset, batch_sampler=sampler, num_workers=cfg.data.num_workers,
+            pin_memory=device.type == "cuda")
+
+        # ---- records (rank 0 only)
+        if ctx.is_main:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(run_dir / "config.json", to_dict(cfg))
+            truncate_metrics(run_dir, start)
+        logger = RunLogger(run_dir, ctx.is_main, tc.tensorboard, tc.progress, tc.steps, start)
+
+        params = [p for p in model.parameters() if p.requires_grad]
+        max_norm = tc.grad_clip if tc.grad_clip and tc.grad_clip > 0 else math.inf
+        autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=tc.bf16)
+        t_start = time.time()
+        window: dict[str, float] = {}
+        window_n, window_t0 = 0, time.perf_counter()
+        last: dict[str, Any] = {}
+
+        for t, batch in zip(range(start, tc.steps), loader, strict=False):
+            step = t + 1  # optimiser steps done after this one
+            seed_all(step_seed(tc.seed, ctx.rank, t))
+            x = _images(batch).to(device, non_blocking=True)
+            with autocast:
+                out = wrapped(x, t)
+            optimizer.zero_grad(set_to_none=True)
+            out["loss"].backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+
+            # One host sync per step: every scalar term and the gradient norm, rank-averaged.
+            scalars = _scalars(out, device)
+            names = [*scalars, "grad_norm"]
+            vec = torch.stack([*scalars.values(), grad_norm.detach().float().reshape(())])
+            values = dict(zip(names, distributed.all_reduce_mean_(vec, ctx).tolist(),
+                              strict=True))
+            bad = [k for k in names if not math.isfinite(values[k])]
+            if bad:
+                terms = [k for k in bad if k != "grad_norm"]
+                what = (f"loss term(s) {', '.join(repr(k) for k in terms)}" if terms
+                        else "the gradient")
+                raise GNMError(f"training stopped at step {step}: {what} became non-finite "
+                               f"(NaN or inf); the newest checkpoint {newest or '(none yet)'} "
+                               "is intact, so lower train.lr and resume with --resume.")
+            optimizer.step()
+
+            for k, v in values.items():
+                window[k] = window.get(k, 0.0) + v
+            window_n += 1
+            logger.advance({k: values[k] for k in ("loss", "elbo") if k in values})
+
+            if step % tc.log_every == 0 or step == tc.steps:
+                now = time.perf_counter()
+                record = {"step": step, "time": time.time(),
+                          "elapsed": elapsed0 + time.time() - t_start}
+                record.update({k: v / window_n for k, v in window.items()})
+                record["lr"] = optimizer.param_groups[0]["lr"]
+                record["steps_per_s"] = window_n / max(now - window_t0, 1e-9)
+                logger.log(record)
+                last = record
+                window, window_n, window_t0 = {}, 0, now
+
+            sample_now = tc.sample_every and (step % tc.sample_every == 0 or step == tc.steps)
+            if sample_now and ctx.is_main:
+                _write_samples(model, x, t, step, tc, logger, device)
+
+            if step % tc.ckpt_every == 0 or step == tc.steps:
+                if ctx.is_main:
+                    newest = str(save_checkpoint(
+                        run_dir, step, model, optimizer, cfg, {**data_order, "step": step},
+                        elapsed0 + time.time() - t_start, tc.keep_last))
+                else:
+                    newest = str(run_dir / "checkpoints" / f"step_{step:08d}.pt")
+        return {"run_dir": str(run_dir), "step": max(start, tc.steps), "checkpoint": newest,
+                "metrics": last, "model": model}
+    finally:
+        if logger is not None:
+            logger.close()
+        distributed.teardown(ctx)
