@@ -1,0 +1,80 @@
+"""DDP: two gloo processes on halves of each batch update like one process on the whole batch."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from gnm.errors import GNMError
+from gnm.train import distributed
+from gnm.train.checkpoint import list_checkpoints, load_checkpoint
+from gnm.train.logger import read_metrics
+from gnm.train.sampler import StepBatchSampler
+from gnm.train.trainer import train
+from tests.test_trainer import tiny_config, tiny_dataset, tiny_model
+
+OVERRIDES = ("train.steps=3", "train.lr=0.001", "train.batch_size=8")
+
+
+def _worker(rank: int, world: int, init_file: str, run_dir: str) -> None:
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank,
+                            world_size=world)
+    try:
+        # Seed differently per rank: DDP must broadcast rank 0's initial weights.
+        train(tiny_config(*OVERRIDES), run_dir, model=tiny_model(seed=rank, deterministic=True),
+              dataset=tiny_dataset())
+    finally:
+        dist.destroy_process_group()
+
+
+def test_two_gloo_processes_match_one_process_on_the_joined_batch(tmp_path):
+    one = train(tiny_config(*OVERRIDES), tmp_path / "one",
+                model=tiny_model(deterministic=True), dataset=tiny_dataset())
+    mp.spawn(_worker, args=(2, str(tmp_path / "rendezvous"), str(tmp_path / "two")), nprocs=2,
+             join=True)
+
+    a, b = load_checkpoint(tmp_path / "one"), load_checkpoint(tmp_path / "two")
+    assert a["step"] == b["step"] == 3
+    for key, value in one["model"].state_dict().items():
+        torch.testing.assert_close(b["model"][key], value, rtol=1e-5, atol=1e-6)
+    # RMSprop's running mean of squared gradients checks the averaged gradients' magnitudes.
+    for sa, sb in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values(),
+                      strict=True):
+        torch.testing.assert_close(sb["square_avg"], sa["square_avg"], rtol=1e-4, atol=1e-9)
+    # Rank 0 logs the rank-averaged terms, which equal the joined batch's means.
+    ma, mb = read_metrics(tmp_path / "one"), read_metrics(tmp_path / "two")
+    assert len(ma) == len(mb) == 3
+    for ra, rb in zip(ma, mb, strict=True):
+        for key in ("loss", "elbo", "kl", "grad_norm"):
+            assert rb[key] == pytest.approx(ra[key], rel=1e-5, abs=1e-5)
+    assert len(list_checkpoints(tmp_path / "two")) == 1  # only rank 0 saved
+
+
+def test_ranks_get_distinct_equal_slices_that_join_to_the_global_batch():
+    whole = StepBatchSampler(48, 12, seed=1, start_step=0, end_step=8)
+    ranks = [StepBatchSampler(48, 12, seed=1, start_step=0, end_step=8, rank=r, world_size=3)
+             for r in range(3)]
+    for step, batch in enumerate(whole):
+        parts = [rank.batch(step) for rank in ranks]
+        assert [len(p) for p in parts] == [4, 4, 4]
+        assert sum(parts, []) == batch
+        assert len(set(batch)) == 12  # batches do not straddle epochs here
+
+
+def test_global_batch_must_split_evenly():
+    ctx = distributed.DistContext(rank=0, world_size=4)
+    assert distributed.per_rank_batch(32, ctx) == 8
+    with pytest.raises(GNMError, match="multiple of 4"):
+        distributed.per_rank_batch(30, ctx)
+
+
+def test_one_process_without_torchrun_environment(monkeypatch):
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    ctx = distributed.setup("cpu")
+    assert not ctx.enabled and ctx.is_main and not ctx.owns_group
+    assert distributed.resolve_device("cpu", ctx).type == "cpu"
+    with pytest.raises(GNMError, match="train.device"):
+        distributed.resolve_device("tpu", ctx)
