@@ -6,6 +6,8 @@ The stand-in (:class:`TinyVAE`) is shared with test_checkpoint.py and test_ddp.p
 from __future__ import annotations
 
 import json
+import sys
+import types
 
 import pytest
 import torch
@@ -241,3 +243,28 @@ def test_data_order_is_a_pure_function_of_seed_and_step():
     assert sorted(flat[10:20]) == list(range(10))  # and so is epoch 1
     assert flat[:10] != flat[10:20]
     assert list(StepBatchSampler(10, 4, seed=4, start_step=0, end_step=5)) != batches
+
+
+def test_tensorboard_gets_scalars_and_images_when_installed(tmp_path, fake_mnist, monkeypatch):
+    calls = []
+
+    class FakeWriter:  # stands in for torch.utils.tensorboard.SummaryWriter
+        def __init__(self, log_dir):
+            calls.append(("init", log_dir))
+
+        def add_scalar(self, tag, value, step):
+            calls.append(("scalar", tag, step))
+
+        def add_image(self, tag, image, step, dataformats):
+            calls.append(("image", tag, step, image.shape[-1], dataformats))
+
+        def close(self):
+            calls.append(("close",))
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard",
+                        types.SimpleNamespace(SummaryWriter=FakeWriter))
+    cfg = tiny_config("train.steps=2", "train.tensorboard=true", "train.sample_every=2")
+    train(cfg, tmp_path, model=tiny_model(), dataset=tiny_dataset(fake_mnist))
+    assert calls[0] == ("init", str(tmp_path / "tb")) and calls[-1] == ("close",)
+    assert ("scalar", "loss", 1) in calls and ("scalar", "steps_per_s", 2) in calls
+    assert ("image", "recon", 2, 1, "HWC") in calls and ("image", "prior", 2, 1, "HWC") in calls

@@ -120,8 +120,8 @@ def _scalars(out: dict[str, Any], device: torch.device) -> dict[str, torch.Tenso
     """The one-number entries of a model's output dict, as detached float tensors."""
     found = {}
     for key, value in out.items():
-        if isinstance(value, torch.Tensor) and value.numel() == 1:
-            found[key] = value.detach().float().reshape(())
+        if isinstance(value, torch.Tensor) and value.dim() == 0:
+            found[key] = value.detach().float()
         elif isinstance(value, (int, float)) and not isinstance(value, bool):
             found[key] = torch.tensor(float(value), device=device)
     if "loss" not in found:
