@@ -1,6 +1,18 @@
 """gnm: Generative Neurosymbolic Machines (Jiang & Ahn, NeurIPS 2020) in PyTorch."""
 
+from typing import Any
+
 from gnm.errors import GNMError
 
 __version__ = "0.1.0"
-__all__ = ["GNMError", "__version__"]
+__all__ = ["GNMError", "__version__", "build_model"]
+
+
+def build_model(preset_or_config: Any = None, **overrides: Any):
+    """Build a model from a preset name or config; see :func:`gnm.models.registry.build_model`.
+
+    Imported lazily so ``import gnm`` stays light.
+    """
+    from gnm.models.registry import build_model as _build
+
+    return _build(preset_or_config, **overrides)

@@ -53,6 +53,29 @@ def _encoder_side(cfg: ModelConfig) -> int:
     return side
 
 
+def _validate(cfg: ModelConfig) -> None:
+    """Raise a GNMError naming the config key when the architecture lists do not fit."""
+    def need(ok: bool, msg: str) -> None:
+        if not ok:
+            raise GNMError(f"model config: {msg}")
+
+    for name in ("enc_kernels", "enc_strides"):
+        need(len(getattr(cfg, name)) == len(cfg.enc_filters),
+             f"{name} has {len(getattr(cfg, name))} entries but enc_filters has "
+             f"{len(cfg.enc_filters)}; give one per conv.")
+    side = _encoder_side(cfg)
+    need(side == cfg.grid, f"the encoder maps {cfg.img_size} px to {side}×{side}, not the "
+         f"{cfg.grid}×{cfg.grid} grid; adjust model.enc_strides/enc_kernels or img_size.")
+    for part in ("glimpse", "bg"):
+        n = len(getattr(cfg, f"{part}_filters")) + 1  # hidden layers + the output layer
+        for name in (f"{part}_kernels", f"{part}_upscales"):
+            need(len(getattr(cfg, name)) == n,
+                 f"{name} needs {n} entries (one per hidden layer in {part}_filters plus the "
+                 f"output layer), got {len(getattr(cfg, name))}.")
+    need(cfg.global_prior in ("structdraw", "gaussian"),
+         f"global_prior must be 'structdraw' or 'gaussian', not {cfg.global_prior!r}.")
+
+
 def _gauss(params: torch.Tensor, floor: float) -> tuple[torch.Tensor, torch.Tensor]:
     mu, sd = params.chunk(2, dim=-1)
     return mu, nn.functional.softplus(sd) + floor
@@ -64,14 +87,7 @@ class GNM(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
         cfg = self.config = config
-        for name in ("enc_kernels", "enc_strides"):
-            if len(getattr(cfg, name)) != len(cfg.enc_filters):
-                raise GNMError(f"model config: {name} has {len(getattr(cfg, name))} entries but "
-                               f"enc_filters has {len(cfg.enc_filters)}; give one per conv.")
-        if _encoder_side(cfg) != cfg.grid:
-            raise GNMError(f"model config: the encoder maps {cfg.img_size} px to "
-                           f"{_encoder_side(cfg)}×{_encoder_side(cfg)}, not the {cfg.grid}×"
-                           f"{cfg.grid} grid; adjust model.enc_strides/enc_kernels or img_size.")
+        _validate(cfg)
         feat = cfg.enc_filters[-1]
         self.encoder = ConvStack(cfg.channels, cfg.enc_filters, cfg.enc_kernels, cfg.enc_strides,
                                  norm_act_final=True)

@@ -36,7 +36,7 @@ from torch import nn
 
 from gnm.nn import SubPixelDecoder
 
-_EPS = 1e-12
+_TINY = 1e-30  # guards 0/0 where no object reaches a pixel
 
 
 def _interp_matrix(centre: torch.Tensor, half: torch.Tensor, out_size: int,
@@ -101,9 +101,13 @@ def compose(appearance: torch.Tensor, mask: torch.Tensor | None, box: torch.Tens
 
     pres5 = pres.reshape(b, k, 1, 1, 1)
     weight = (pres5 * torch.sigmoid(-depth.reshape(b, k, 1, 1, 1))) * mask_full  # s_k·M_k
+    # γ is invariant to rescaling all weights at a pixel, so divide by their per-pixel max
+    # (detached: exact, the derivative through a common factor is zero). The denominator is then
+    # >= 1 wherever an object is, and tiny weights (a lone object far behind) keep full strength.
+    weight = weight / weight.detach().amax(1, keepdim=True).clamp_min(_TINY)
     numer = (weight * pres5 * app_full).sum(1)  # [B, C, H, W]
     denom = weight.sum(1)  # [B, 1, H, W]
-    foreground = numer / (denom + _EPS)
+    foreground = numer / denom.clamp_min(_TINY)
     alpha_sum = (pres5 * mask_full).sum(1)
     alpha = alpha_sum - (alpha_sum - 1).clamp(min=0).detach()  # straight-through min(Σ, 1)
     image = foreground + (1 - alpha) * background

@@ -1,0 +1,142 @@
+"""The renderer composes the expected image from hand-made glimpses."""
+
+import torch
+import torch.nn.functional as F
+
+from gnm.models.render import BackgroundDecoder, GlimpseDecoder, compose, place_glimpses
+
+# A 16×16 image; a box with half-extent 0.5 centred at −0.5 covers exactly pixels 0..7, so an
+# 8×8 glimpse lands 1:1 on the pixel grid (bilinear sampling is then an exact copy).
+TL = [0.5, 0.5, -0.5, -0.5]  # top-left quadrant
+TR = [0.5, 0.5, 0.5, -0.5]
+OVER = [0.5, 0.5, -0.25, -0.5]  # shifted 2 px right of TL: overlaps it in columns 2..7
+
+
+def test_placement_is_exact_on_pixel_aligned_box():
+    g = torch.rand(1, 2, 8, 8)
+    out = place_glimpses(g, torch.tensor([TL]), 16, 16)
+    torch.testing.assert_close(out[0, :, :8, :8], g[0])
+    assert out[0, :, 8:, :].abs().max() == 0 and out[0, :, :, 8:].abs().max() == 0
+    shifted = place_glimpses(g, torch.tensor([OVER]), 16, 16)
+    torch.testing.assert_close(shifted[0, :, :8, 2:10], g[0])
+
+
+def test_separable_placement_equals_affine_grid_sample():
+    torch.manual_seed(0)
+    n = 40
+    g = torch.rand(n, 3, 8, 6)
+    box = torch.stack([torch.rand(n) * 0.9 + 0.05, torch.rand(n) * 0.9 + 0.05,
+                       torch.rand(n) * 3 - 1.5, torch.rand(n) * 3 - 1.5], dim=-1)
+    sx, sy, cx, cy = box.unbind(-1)
+    z = torch.zeros(n)
+    theta = torch.stack([torch.stack([1 / sx, z, -cx / sx], -1),
+                         torch.stack([z, 1 / sy, -cy / sy], -1)], dim=1)
+    grid = F.affine_grid(theta, [n, 3, 20, 24], align_corners=False)
+    want = F.grid_sample(g, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    torch.testing.assert_close(place_glimpses(g, box, 20, 24), want, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(place_glimpses(g, box, 20, 24, "grid_sample"), want)
+
+
+def _scene(values, boxes, pres, depth, bg_value=0.0, masks=None):
+    k = len(values)
+    app = torch.stack([torch.full((1, 8, 8), v) for v in values]).unsqueeze(0)  # [1,K,1,8,8]
+    mask = None if masks is None else torch.stack(
+        [torch.full((1, 8, 8), m) for m in masks]).unsqueeze(0)
+    return compose(app, mask, torch.tensor([boxes]), torch.tensor([pres]),
+                   torch.tensor([depth]).view(1, k, 1), torch.full((1, 1, 16, 16), bg_value))
+
+
+def test_single_object_is_alpha_composited_over_background():
+    out = _scene([0.8], [TL], [1.0], [0.0], bg_value=0.3)
+    assert torch.allclose(out.image[0, 0, :8, :8], torch.tensor(0.8))
+    assert torch.allclose(out.image[0, 0, 8:, :], torch.tensor(0.3))
+    # half present: x = pres·o + (1 − pres)·bg
+    out = _scene([0.8], [TL], [0.5], [0.0], bg_value=0.3)
+    assert torch.allclose(out.image[0, 0, :8, :8], torch.tensor(0.5 * 0.8 + 0.5 * 0.3))
+    assert torch.allclose(out.alpha[0, 0, :8, :8], torch.tensor(0.5))
+    # a decoded mask m scales the alpha: x = m·o + (1 − m)·bg
+    out = _scene([0.8], [TL], [1.0], [0.0], bg_value=0.3, masks=[0.25])
+    assert torch.allclose(out.image[0, 0, :8, :8], torch.tensor(0.25 * 0.8 + 0.75 * 0.3))
+
+
+def test_absent_object_shows_background():
+    out = _scene([0.8], [TL], [0.0], [0.0], bg_value=0.3)
+    assert torch.allclose(out.image, torch.tensor(0.3))
+
+
+def test_depth_orders_overlapping_objects():
+    # Object A (0.9) at TL, object B (0.2) shifted right; overlap in columns 2..7.
+    front_a = _scene([0.9, 0.2], [TL, OVER], [1.0, 1.0], [-20.0, 20.0])
+    front_b = _scene([0.9, 0.2], [TL, OVER], [1.0, 1.0], [20.0, -20.0])
+    overlap = (0, 0, slice(0, 8), slice(2, 8))
+    assert torch.allclose(front_a.image[overlap], torch.tensor(0.9), atol=1e-6)
+    assert torch.allclose(front_b.image[overlap], torch.tensor(0.2), atol=1e-6)
+    # Outside the overlap each object shows alone.
+    assert torch.allclose(front_b.image[0, 0, :8, :2], torch.tensor(0.9))
+    assert torch.allclose(front_a.image[0, 0, :8, 8:10], torch.tensor(0.2))
+    # Equal depth: responsibilities split evenly.
+    even = _scene([0.9, 0.2], [TL, OVER], [1.0, 1.0], [0.0, 0.0])
+    assert torch.allclose(even.image[overlap], torch.tensor(0.55))
+
+
+def test_mask_is_clamped_at_one():
+    out = _scene([0.9, 0.2], [TL, OVER], [1.0, 1.0], [0.0, 0.0], bg_value=0.5)
+    assert torch.allclose(out.alpha[0, 0, :8, 2:8], torch.tensor(1.0))  # 1 + 1 clamped
+    assert torch.allclose(out.alpha[0, 0, :8, :2], torch.tensor(1.0))
+    assert torch.allclose(out.alpha[0, 0, 8:], torch.tensor(0.0))
+    # with 0.6 + 0.6 = 1.2 -> 1: no background leaks into the overlap
+    out = _scene([0.9, 0.2], [TL, OVER], [0.6, 0.6], [0.0, 0.0], bg_value=0.5)
+    assert torch.allclose(out.alpha[0, 0, :8, 2:8], torch.tensor(1.0))
+    # x_fg = Σ γ·pres·o = 0.5·0.6·0.9 + 0.5·0.6·0.2 = 0.33; (1 − M)·bg = 0
+    assert torch.allclose(out.image[0, 0, :8, 2:8], torch.tensor(0.33))
+    # where one object is alone: 0.6·0.9 + 0.4·0.5
+    assert torch.allclose(out.image[0, 0, :8, :2], torch.tensor(0.6 * 0.9 + 0.4 * 0.5))
+
+
+def test_clamp_passes_gradient_straight_through():
+    pres = torch.tensor([[1.0, 1.0]], requires_grad=True)
+    app = torch.full((1, 2, 1, 8, 8), 0.5)
+    out = compose(app, None, torch.tensor([[TL, OVER]]), pres, torch.zeros(1, 2, 1),
+                  torch.full((1, 1, 16, 16), 0.5))
+    out.alpha.sum().backward()
+    assert torch.allclose(pres.grad, torch.tensor([[64.0, 64.0]]))  # d Σ/d pres = box area
+
+
+def test_decoders_shapes_and_ranges():
+    dec = GlimpseDecoder(20, 3, (16, 8), (1, 3, 3), (4, 2, 1), with_mask=True)
+    app, mask = dec(torch.randn(2, 16, 20))
+    assert app.shape == (2, 16, 3, 8, 8) and mask.shape == (2, 16, 1, 8, 8)
+    assert 0 <= app.min() and app.max() <= 1
+    app, mask = GlimpseDecoder(20, 1, (16,), (1, 3), (4, 1), with_mask=False)(
+        torch.randn(2, 16, 20))
+    assert app.shape == (2, 16, 1, 4, 4) and mask is None
+    bg = BackgroundDecoder(10, 3, (16, 8), (1, 1, 3), (4, 2, 1))(torch.randn(2, 10))
+    assert bg.shape == (2, 3, 8, 8) and 0 <= bg.min() and bg.max() <= 1
+
+
+def test_per_pixel_normalisation_keeps_exact_gradients():
+    # The renderer rescales weights per pixel before normalising; values and gradients must
+    # equal the plain formula γ_k = s_k·M_k / Σ_j s_j·M_j (float64, moderate depths).
+    torch.manual_seed(0)
+    app = torch.rand(1, 2, 1, 8, 8, dtype=torch.float64, requires_grad=True)
+    pres = torch.tensor([[0.7, 0.4]], dtype=torch.float64, requires_grad=True)
+    depth = torch.tensor([[[0.3], [-0.5]]], dtype=torch.float64, requires_grad=True)
+    box = torch.tensor([[[0.45, 0.5, -0.5, -0.45], [0.5, 0.4, -0.2, -0.5]]], dtype=torch.float64)
+    bg = torch.full((1, 1, 16, 16), 0.2, dtype=torch.float64)
+    out = compose(app, None, box, pres, depth, bg).image
+
+    placed = place_glimpses(torch.cat([torch.ones_like(app), app], 2).flatten(0, 1),
+                            box.flatten(0, 1), 16, 16).view(1, 2, 2, 16, 16)
+    m_k, a_k = placed[:, :, :1], placed[:, :, 1:]
+    s = (pres * torch.sigmoid(-depth[..., 0])).view(1, 2, 1, 1, 1)
+    w = s * m_k
+    fg = (w * pres.view(1, 2, 1, 1, 1) * a_k).sum(1) / (w.sum(1) + 1e-300)
+    alpha_sum = (pres.view(1, 2, 1, 1, 1) * m_k).sum(1)
+    alpha = alpha_sum - (alpha_sum - 1).clamp(min=0).detach()  # straight-through min(Σ, 1)
+    want = fg + (1 - alpha) * bg
+    torch.testing.assert_close(out, want)
+    probe = torch.rand_like(out)
+    g_out = torch.autograd.grad((out * probe).sum(), (app, pres, depth))
+    g_want = torch.autograd.grad((want * probe).sum(), (app, pres, depth))
+    for a, b in zip(g_out, g_want, strict=True):
+        torch.testing.assert_close(a, b)
