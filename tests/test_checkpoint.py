@@ -15,7 +15,13 @@ from gnm.config import Config
 from gnm.errors import GNMError
 from gnm.train import checkpoint as ck
 from gnm.train.trainer import make_optimizer
-from tests.test_trainer import build_tiny, tiny_config, tiny_dataset, tiny_model
+from tests.test_trainer import (  # noqa: F401 (one_thread is an autouse fixture)
+    build_tiny,
+    one_thread,
+    tiny_config,
+    tiny_dataset,
+    tiny_model,
+)
 
 CFG = tiny_config()
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import random
+import sys
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -234,6 +235,10 @@ def train(cfg: Config | None, out_dir: str | Path, resume: bool = False,
         sampler = StepBatchSampler(len(dataset), tc.batch_size, tc.seed, start, tc.steps,
                                    ctx.rank, ctx.world_size)
         data_order = {"seed": tc.seed, "batch_size": tc.batch_size, "dataset_len": len(dataset)}
+        saved_len = (state or {}).get("data_order", {}).get("dataset_len", len(dataset))
+        if ctx.is_main and saved_len != len(dataset):
+            print(f"note: the training set has {len(dataset)} items but had {saved_len} when "
+                  "the checkpoint was saved, so the resumed data order differs.", file=sys.stderr)
         loader = torch.utils.data.DataLoader(
             dataset, batch_sampler=sampler, num_workers=cfg.data.num_workers,
             pin_memory=device.type == "cuda")
