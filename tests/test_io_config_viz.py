@@ -68,6 +68,8 @@ def test_overrides_and_round_trip():
     set_override(cfg, "data.dataset=mnist10")
     set_override(cfg, "data.data_dir=null")
     assert cfg.data == DataConfig(dataset="mnist10", size=64)
+    set_override(cfg, "train.lr=3e-4")  # YAML would read this as a string
+    assert cfg.train.lr == 3e-4 and isinstance(cfg.train.lr, float)
     assert Config.from_dict(to_dict(cfg)) == cfg
 
 
@@ -77,6 +79,7 @@ def test_overrides_and_round_trip():
     ("nope.size=3", "unknown key 'nope'"),
     ("data.size.x=3", "not a section"),
     ("data=3", "is a section"),
+    ("data.size=big", "takes a number"),
 ])
 def test_override_errors(assignment, match):
     with pytest.raises(GNMError, match=match):

@@ -70,6 +70,44 @@ def _register_data(sub: argparse._SubParsersAction) -> None:
     k.set_defaults(func=_cmd_data_make)
 
 
+# --------------------------------------------------------------------------- judge
+def _cmd_judge(args: argparse.Namespace) -> int:
+    from gnm.eval.images import load_images
+    from gnm.eval.judge import judge_images
+    from gnm.io import atomic_write_json
+
+    images = load_images(args.images)
+    result = judge_images(images, args.dataset, progress=not args.quiet,
+                          classifier=_classifier(args.weights))
+    src = Path(args.images)
+    out = Path(args.json) if args.json else (src / "judge.json" if src.is_dir()
+                                             else src.with_suffix(".judge.json"))
+    atomic_write_json(out, result)
+    lo, hi = result["ci95"]
+    reasons = ", ".join(f"{k} {v}" for k, v in result["reasons"].items() if v)
+    print(f"S-Acc {result['sacc']:.3f} (95% CI {lo:.3f}-{hi:.3f}, n={result['n']}; strict "
+          f"{result['sacc_strict']:.3f}) [{reasons}]; verdicts in {out}")
+    return 0
+
+
+def _classifier(path: str | None):
+    from gnm.eval.digits import load_classifier
+
+    return load_classifier(path)
+
+
+@command
+def _register_judge(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("judge", help="S-Acc: judge the scene structure of any images")
+    p.add_argument("--dataset", required=True, help="mnist4 | mnist10 | mnist4_10")
+    p.add_argument("--images", required=True, help=".npz with key 'images', or a PNG folder")
+    p.add_argument("--json", default=None, help="where to write per-image verdicts "
+                   "(default: beside the images)")
+    p.add_argument("--weights", default=None, help="judge classifier weights (default: shipped)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_judge)
+
+
 # --------------------------------------------------------------------------- demo
 def _cmd_demo(args: argparse.Namespace) -> int:
     from gnm.demo import run_demo

@@ -83,6 +83,12 @@ def set_override(cfg: Any, assignment: str) -> None:
                 raise GNMError(f"override {assignment!r}: {key} takes true or false.")
             elif isinstance(old, float) and isinstance(value, int) and not isinstance(value, bool):
                 value = float(value)
+            elif isinstance(old, (int, float)) and not isinstance(old, bool) \
+                    and isinstance(value, str):
+                try:  # YAML reads 3e-4 (no dot) as a string
+                    value = type(old)(float(value)) if isinstance(old, float) else int(value)
+                except ValueError:
+                    raise GNMError(f"override {assignment!r}: {key} takes a number.") from None
             elif isinstance(old, tuple) and isinstance(value, list):
                 value = tuple(value)
             setattr(target, part, value)

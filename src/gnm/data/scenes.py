@@ -179,19 +179,34 @@ class SceneGenerator:
 
     # ------------------------------------------------------------------ public
     def __getitem__(self, index: int) -> Scene:
+        rule, placements, params = self.layout(index)
+        return self._render(int(index), rule, placements, params)
+
+    def layout(self, index: int) -> tuple[str, list[tuple[int, int, int, int]], dict[str, Any]]:
+        """Scene ``index`` before rendering: ``(rule, placements, params)``.
+
+        ``placements``: one ``(pool_index, quadrant, x, y)`` per digit, ``(x, y)`` the top-left
+        pixel of its ``P×P`` field; ``pool_index`` indexes :attr:`pool`.
+        """
         index = int(index)
         if index < 0:
             raise GNMError(f"scene index {index} is negative; indices start at 0.")
-        rng = np.random.default_rng(
-            [self.seed, _DATASET_CODE[self.dataset], _SPLIT_CODE[self.split], index])
+        rng = self.rng(index)
         rule = self.dataset
         if rule == "mnist4_10":
             rule = "mnist4" if rng.random() < 0.5 else "mnist10"
-        if rule == "mnist4":
-            placements, params = self._mnist4(rng)
-        else:
-            placements, params = self._mnist10(rng)
-        return self._render(index, rule, placements, params)
+        placements, params = self._mnist4(rng) if rule == "mnist4" else self._mnist10(rng)
+        return rule, placements, params
+
+    def rng(self, index: int, stream: int = 0) -> np.random.Generator:
+        """The random stream of scene ``index`` (``stream`` > 0: extra streams for its users)."""
+        key = [self.seed, _DATASET_CODE[self.dataset], _SPLIT_CODE[self.split], int(index)]
+        return np.random.default_rng(key + ([stream] if stream else []))
+
+    def pick(self, rng: np.random.Generator, cls: int) -> int:
+        """A random pool index of a digit of class ``cls``."""
+        members = self.pool.by_class[cls]
+        return int(members[rng.integers(len(members))])
 
     def batch(self, indices: Any) -> tuple[np.ndarray, list[dict[str, Any]]]:
         """Scenes for ``indices``: images uint8 ``[B, S, S]`` and a list of annotations."""
@@ -199,17 +214,13 @@ class SceneGenerator:
         return np.stack([s.image for s in scenes]), [s.annotation for s in scenes]
 
     # ------------------------------------------------------------------ rules
-    def _pick(self, rng: np.random.Generator, cls: int) -> int:
-        members = self.pool.by_class[cls]
-        return int(members[rng.integers(len(members))])
-
     def _mnist4(self, rng: np.random.Generator):
         d = int(rng.integers(0, 7))
         span = self.quad - self.patch  # offsets 0..span keep the field inside its quadrant
         ox, oy = (int(v) for v in rng.integers(0, span + 1, size=2))
         far_x, far_y = self.size - ox - self.patch, self.size - oy - self.patch
         corners = [(ox, oy), (far_x, oy), (far_x, far_y), (ox, far_y)]  # clockwise from TL
-        placements = [(self._pick(rng, d + q), q, x, y) for q, (x, y) in enumerate(corners)]
+        placements = [(self.pick(rng, d + q), q, x, y) for q, (x, y) in enumerate(corners)]
         return placements, {"start_class": d, "offset": [ox, oy]}
 
     def _offsets(self, rng: np.random.Generator, k: int) -> list[tuple[int, int]]:
@@ -237,7 +248,7 @@ class SceneGenerator:
             q = target[qset]
             x0, y0 = origins[q]
             for cls, (ox, oy) in zip(classes, local[qset], strict=True):
-                placements.append((self._pick(rng, cls), q, x0 + ox, y0 + oy))
+                placements.append((self.pick(rng, cls), q, x0 + ox, y0 + oy))
         params = {"swap_13": swap13, "swap_24": swap24, "q13_offsets": [list(o) for o in q13]}
         return placements, params
 

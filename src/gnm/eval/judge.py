@@ -1,0 +1,220 @@
+"""The automatic scene-structure judge (S-Acc) for MNIST-4, MNIST-10 and MNIST-4-10.
+
+Per image: find objects (:mod:`gnm.eval.objects`), classify each 28×28 crop with the shipped
+digit classifier (:mod:`gnm.eval.digits`, 10 digits + reject), then check the dataset's rule.
+The verdict is the first failed check, in this order:
+
+``wrong_count``      not 4 (MNIST-4) / 10 (MNIST-10) / 4 or 10 (MNIST-4-10) objects
+``wrong_quadrant``   MNIST-4: not one object per quadrant; MNIST-10: per-quadrant counts fit no
+                     arrangement of the class sets (2, 3, 2, 3 objects)
+``unrecognised``     an object is not a recognisable digit: P(reject) >= 0.5, or no digit class
+                     reaches :data:`MIN_CONFIDENCE`
+``wrong_class``      the classes do not follow the rule (MNIST-4: d, d+1, d+2, d+3 clockwise from
+                     the top-left with d in 0..6; MNIST-10: each quadrant holds one class set)
+``non_diagonal``     MNIST-10: {0,1} and {8,9} (hence {2,3,4} and {5,6,7}) are not diagonal
+``broken_symmetry``  MNIST-4: ink centroids are not mirror images about both centre lines within
+                     :data:`POSITION_TOL` px; MNIST-10: 0/8 and 1/9 are not at the same
+                     within-quadrant position within :data:`POSITION_TOL` px
+``ok``               everything holds
+
+Classes are read jointly under the rule: the judge picks the rule-consistent labelling with the
+highest classifier log-probability (MNIST-4: the start class d; MNIST-10: which set sits in which
+quadrant and which digit is which), and accepts it when every object gives its label a
+probability >= :data:`PLAUSIBLE`; so an ambiguous-looking but plausible digit passes, a clearly
+different digit does not. ``strict_ok`` additionally requires each label to be the classifier's
+top digit. Positions are in pixels at 128 px (images of other sizes are resized first).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from gnm.data.scenes import MNIST10_SETS, check_dataset
+from gnm.errors import GNMError
+from gnm.eval.digits import REJECT, DigitNet, load_classifier
+from gnm.eval.objects import REFERENCE_SIZE, crop_object, find_objects, to_reference_scale
+
+PLAUSIBLE = 0.2
+MIN_CONFIDENCE = 0.5
+REJECT_AT = 0.5
+POSITION_TOL = 6.0
+MIN_IMAGES = 20
+REASONS = ("ok", "wrong_count", "wrong_quadrant", "unrecognised", "wrong_class", "non_diagonal",
+           "broken_symmetry")
+_HALF = REFERENCE_SIZE / 2
+
+
+@dataclass
+class Verdict:
+    """The judge's decision on one image."""
+
+    ok: bool
+    reason: str
+    rule: str | None  # which rule was checked (mnist4 / mnist10), None if the count fits neither
+    n_objects: int
+    labels: list[int] = field(default_factory=list)  # rule-consistent labels (if found)
+    top: list[int] = field(default_factory=list)  # classifier's argmax per object (10 = reject)
+    strict_ok: bool = False  # ok and every label is also the classifier's top digit
+    centroids: list[list[float]] = field(default_factory=list)  # [x, y] px at 128 px
+
+
+def _quadrant(c: tuple[float, float]) -> int:
+    right, bottom = c[0] >= _HALF, c[1] >= _HALF
+    return (1 if not bottom else 2) if right else (0 if not bottom else 3)
+
+
+def _check_mnist4(cents, logp, top) -> tuple[str, list[int], bool]:
+    quads = [_quadrant(c) for c in cents]
+    if sorted(quads) != [0, 1, 2, 3]:
+        return "wrong_quadrant", [], False
+    order = [quads.index(q) for q in range(4)]  # object index in quadrant q
+    lp = logp[order]  # [4, 11], quadrant order
+    best = max(range(7), key=lambda d: sum(lp[q, d + q] for q in range(4)))
+    labels_q = [best + q for q in range(4)]
+    labels = [0] * 4
+    for q, i in enumerate(order):
+        labels[i] = labels_q[q]
+    if any(lp[q, labels_q[q]] < math.log(PLAUSIBLE) for q in range(4)):
+        return "wrong_class", labels, False
+    c = [cents[i] for i in order]
+    s = REFERENCE_SIZE
+    err = max(abs(c[0][0] + c[1][0] - s), abs(c[0][1] - c[1][1]),
+              abs(c[0][0] + c[2][0] - s), abs(c[0][1] + c[2][1] - s),
+              abs(c[0][0] - c[3][0]), abs(c[0][1] + c[3][1] - s),
+              abs(c[1][0] - c[2][0]), abs(c[1][1] + c[2][1] - s))
+    strict = all(top[i] == labels[i] for i in range(4))
+    if err > POSITION_TOL:
+        return "broken_symmetry", labels, strict
+    return "ok", labels, strict
+
+
+def _best_labelling(members: list[int], classes: tuple[int, ...], logp) -> tuple[float, list[int]]:
+    """Best assignment of ``classes`` to the objects ``members`` (a permutation)."""
+    best = (-math.inf, [])
+    for perm in itertools.permutations(classes):
+        score = sum(logp[i, c] for i, c in zip(members, perm, strict=True))
+        if score > best[0]:
+            best = (score, list(perm))
+    return best
+
+
+def _check_mnist10(cents, logp, top) -> tuple[str, list[int], bool]:
+    quads = [_quadrant(c) for c in cents]
+    members = [[i for i, q in enumerate(quads) if q == k] for k in range(4)]
+    best = None  # (score, set index per quadrant, labels)
+    for sets in itertools.permutations(range(4)):  # sets[k]: which class set sits in quadrant k
+        if any(len(members[k]) != len(MNIST10_SETS[s]) for k, s in enumerate(sets)):
+            continue
+        score, labels = 0.0, [0] * len(cents)
+        for k, s in enumerate(sets):
+            sc, lab = _best_labelling(members[k], MNIST10_SETS[s], logp)
+            score += sc
+            for i, c in zip(members[k], lab, strict=True):
+                labels[i] = c
+        if best is None or score > best[0]:
+            best = (score, sets, labels)
+    if best is None:
+        return "wrong_quadrant", [], False
+    _, sets, labels = best
+    if any(logp[i, c] < math.log(PLAUSIBLE) for i, c in enumerate(labels)):
+        return "wrong_class", labels, False
+    strict = all(top[i] == labels[i] for i in range(len(labels)))
+    quad_of_set = {s: k for k, s in enumerate(sets)}
+    if (quad_of_set[0] - quad_of_set[2]) % 4 != 2:
+        return "non_diagonal", labels, strict
+    for a, b in ((0, 8), (1, 9)):
+        ca, cb = cents[labels.index(a)], cents[labels.index(b)]
+        dx, dy = abs(ca[0] % _HALF - cb[0] % _HALF), abs(ca[1] % _HALF - cb[1] % _HALF)
+        if max(dx, dy) > POSITION_TOL:
+            return "broken_symmetry", labels, strict
+    return "ok", labels, strict
+
+
+def _decide(dataset: str, cents, probs: np.ndarray) -> Verdict:
+    n = len(cents)
+    rule = {"mnist4": {4: "mnist4"}, "mnist10": {10: "mnist10"},
+            "mnist4_10": {4: "mnist4", 10: "mnist10"}}[dataset].get(n)
+    top = [int(t) for t in probs.argmax(1)] if n else []
+    v = Verdict(False, "wrong_count", rule, n, top=top, centroids=[list(c) for c in cents])
+    if rule is None:
+        return v
+    digit_conf = probs[:, :REJECT].max(1)
+    logp = np.log(np.clip(probs, 1e-12, 1.0))
+    check = _check_mnist4 if rule == "mnist4" else _check_mnist10
+    reason, labels, strict = check(cents, logp, top)
+    if reason != "wrong_quadrant" and ((probs[:, REJECT] >= REJECT_AT).any()
+                                       or (digit_conf < MIN_CONFIDENCE).any()):
+        reason = "unrecognised"
+    v.reason, v.labels, v.ok = reason, labels, reason == "ok"
+    v.strict_ok = v.ok and strict
+    return v
+
+
+def wilson_interval(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """95% Wilson score interval for a proportion ``k / n``."""
+    if n == 0:
+        return 0.0, 1.0
+    p = k / n
+    den = 1 + z * z / n
+    mid = (p + z * z / (2 * n)) / den
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
+    return max(0.0, mid - half), min(1.0, mid + half)
+
+
+@torch.no_grad()
+def classify_objects(scenes: np.ndarray, classifier: DigitNet, batch_size: int = 256,
+                     progress: bool = False) -> list[tuple[list, np.ndarray, np.ndarray]]:
+    """For each 128-px scene: (objects, centroids ``[k, 2]``, class probabilities ``[k, 11]``)."""
+    found = [find_objects(img) for img in tqdm(scenes, desc="finding objects",
+                                                disable=not progress)]
+    crops = [crop_object(img, o) for img, objs in zip(scenes, found, strict=True) for o in objs]
+    probs = np.zeros((0, 11), np.float32)
+    if crops:
+        x = torch.from_numpy(np.stack(crops)).unsqueeze(1)
+        probs = torch.cat([classifier(x[i:i + batch_size]).softmax(1)
+                           for i in range(0, len(x), batch_size)]).numpy()
+    out, k = [], 0
+    for objs in found:
+        cents = np.array([o.centroid for o in objs], np.float64).reshape(-1, 2)
+        out.append((objs, cents, probs[k:k + len(objs)]))
+        k += len(objs)
+    return out
+
+
+def judge_images(images: Any, dataset: str, classifier: DigitNet | None = None,
+                 progress: bool = True, min_images: int = MIN_IMAGES) -> dict[str, Any]:
+    """Judge images against a dataset's rule.
+
+    Args:
+        images: ``[N, H, W]``, ``[N, H, W, C]`` (uint8, or floats in [0, 1]) or ``[N, C, H, W]``
+            tensor/array of square scenes; any size (resized to 128 px).
+        dataset: ``mnist4``, ``mnist10`` or ``mnist4_10``.
+        classifier: a loaded :class:`DigitNet` (default: the shipped weights).
+    Returns:
+        ``{"sacc", "ci95": [lo, hi], "sacc_strict", "n", "reasons": {reason: count},
+        "verdicts": [Verdict as dict, ...]}``.
+    """
+    check_dataset(dataset)
+    scenes = to_reference_scale(images)
+    n = len(scenes)
+    if n < min_images:
+        raise GNMError(f"{n} images are too few for an S-Acc with a confidence interval; judge "
+                       f"at least {min_images}.")
+    classifier = classifier or load_classifier()
+    results = classify_objects(scenes, classifier, progress=progress)
+    verdicts = [_decide(dataset, [tuple(c) for c in cents], probs)
+                for _, cents, probs in results]
+    k = sum(v.ok for v in verdicts)
+    counts = {r: 0 for r in REASONS}
+    for v in verdicts:
+        counts[v.reason] += 1
+    return {"dataset": dataset, "sacc": k / n, "ci95": list(wilson_interval(k, n)),
+            "sacc_strict": sum(v.strict_ok for v in verdicts) / n, "n": n, "reasons": counts,
+            "verdicts": [asdict(v) for v in verdicts]}
