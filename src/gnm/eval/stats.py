@@ -1,0 +1,55 @@
+"""Small statistics helpers shared by the metrics: summaries over seeds and 95% intervals.
+
+Everything here works on plain Python floats / sequences and returns plain floats, so the
+results can go straight into ``eval.json``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+#: Two-sided 95% quantile of the standard normal distribution.
+Z95 = 1.959963984540054
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and *sample* standard deviation (``ddof=1``; 0.0 for a single value)."""
+    vals = [float(v) for v in values]
+    if not vals:
+        raise ValueError("mean_std needs at least one value")
+    mean = math.fsum(vals) / len(vals)
+    if len(vals) == 1:
+        return mean, 0.0
+    var = math.fsum((v - mean) ** 2 for v in vals) / (len(vals) - 1)
+    return mean, math.sqrt(var)
+
+
+def sem(values: Sequence[float]) -> float:
+    """Standard error of the mean: sample std / sqrt(n) (0.0 for a single value)."""
+    vals = list(values)
+    _, std = mean_std(vals)
+    return std / math.sqrt(len(vals))
+
+
+def normal_ci(mean: float, std_error: float, z: float = Z95) -> tuple[float, float]:
+    """Normal-approximation interval ``mean ± z·std_error`` (95% by default)."""
+    return float(mean - z * std_error), float(mean + z * std_error)
+
+
+def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion (95% by default).
+
+    Better behaved than ``p ± z·sqrt(p(1-p)/n)`` near 0 and 1 and for small ``n``; this is the
+    interval to quote for accuracies such as S-Acc or the probe accuracy.
+    """
+    if n <= 0:
+        raise ValueError("wilson_interval needs n > 0")
+    if not 0 <= successes <= n:
+        raise ValueError(f"successes={successes} must lie in [0, n={n}]")
+    p = successes / n
+    z2 = z * z
+    denom = 1.0 + z2 / n
+    centre = (p + z2 / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
