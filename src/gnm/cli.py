@@ -124,6 +124,35 @@ def _register_sample(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_sample)
 
 
+def _cmd_show(args: argparse.Namespace) -> int:
+    import torch
+
+    from gnm.data.scenes import SceneDataset
+    from gnm.train.checkpoint import load_config, load_model
+    from gnm.viz.figures import all_figures
+
+    cfg = load_config(args.model)
+    model = load_model(args.model, device=args.device)
+    ds = SceneDataset(cfg.data.dataset, "test", cfg.data.size, seed=args.seed,
+                      data_dir=args.data_dir)
+    x = torch.stack([ds[i]["image"] for i in range(16)]).to(args.device)
+    paths = all_figures(model, x, args.out, seed=args.seed)
+    print(f"wrote {len(paths)} pictures to {args.out}: {', '.join(p.name for p in paths.values())}")
+    return 0
+
+
+@command
+def _register_show(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("show", help="the paper's pictures (samples, decompositions, traversals, "
+                       "z_s resampling) as PNG")
+    p.add_argument("model", help="run directory, checkpoint (.pt) or weights (.safetensors)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    _data_dir_arg(p)
+    p.set_defaults(func=_cmd_show)
+
+
 # --------------------------------------------------------------------------- judge
 def _cmd_judge(args: argparse.Namespace) -> int:
     from gnm.eval.images import load_images

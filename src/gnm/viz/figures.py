@@ -1,0 +1,152 @@
+"""The paper's pictures as PNG files, from any model with GNM's analysis methods.
+
+Each function returns the uint8 picture ``[H, W, C]`` and, given ``path``, also writes it:
+
+* :func:`prior_samples`        Fig. 2: a grid of scenes sampled from the prior
+* :func:`reconstructions`      pairs of rows: inputs, then their reconstructions
+* :func:`decomposition`        Fig. 3: input with green boxes, reconstruction, then each present
+                               component (largest presence first)
+* :func:`object_traversal`     Fig. 5 (left): one object's z_where / z_what dimension varied
+* :func:`global_traversal`     Fig. 5 (right): one z_g dimension varied
+* :func:`structure_resampling` Figs. 10-11: z_g fixed (from the posterior or the prior), z_s
+                               and z_b resampled from p(z_s|z_g)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from gnm.viz.grid import make_grid, save_png, to_uint8
+
+GREEN = (0, 255, 0)
+
+
+def _rgb(images: torch.Tensor | np.ndarray) -> np.ndarray:
+    """Any images -> uint8 ``[N, H, W, 3]``."""
+    a = to_uint8(images)
+    return np.repeat(a, 3, axis=-1) if a.shape[-1] == 1 else a
+
+
+def _out(picture: np.ndarray, path: str | Path | None) -> np.ndarray:
+    if path is not None:
+        save_png(picture, path)
+    return picture
+
+
+def draw_boxes(images: np.ndarray, boxes: np.ndarray, keep: np.ndarray,
+               colour: tuple[int, int, int] = GREEN) -> np.ndarray:
+    """Draw 1-px rectangles on uint8 ``[N, H, W, 3]``; ``boxes [N, K, 4]`` (x0, y0, x1, y1 px,
+    exclusive ends), drawn where ``keep [N, K]`` is true. Returns a copy."""
+    out = images.copy()
+    n, h, w, _ = out.shape
+    for i in range(n):
+        for (x0, y0, x1, y1), k in zip(boxes[i], keep[i], strict=True):
+            if not k:
+                continue
+            xa, xb = int(np.clip(round(x0), 0, w - 1)), int(np.clip(round(x1) - 1, 0, w - 1))
+            ya, yb = int(np.clip(round(y0), 0, h - 1)), int(np.clip(round(y1) - 1, 0, h - 1))
+            out[i, ya, xa:xb + 1] = colour
+            out[i, yb, xa:xb + 1] = colour
+            out[i, ya:yb + 1, xa] = colour
+            out[i, ya:yb + 1, xb] = colour
+    return out
+
+
+@torch.no_grad()
+def prior_samples(model, n: int = 64, seed: int = 0, path: str | Path | None = None,
+                  nrow: int = 8) -> np.ndarray:
+    """Grid of ``n`` prior samples."""
+    g = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
+    return _out(make_grid(_rgb(model.sample(n, generator=g)), nrow=nrow), path)
+
+
+@torch.no_grad()
+def reconstructions(model, x: torch.Tensor, path: str | Path | None = None,
+                    nrow: int = 8) -> np.ndarray:
+    """Rows of ``nrow`` inputs followed by a row of their reconstructions."""
+    rec = model.reconstruct(x)
+    rows = []
+    for s in range(0, len(x), nrow):
+        rows += [_rgb(x[s:s + nrow]), _rgb(rec[s:s + nrow])]
+    return _out(make_grid(np.concatenate(rows), nrow=nrow), path)
+
+
+@torch.no_grad()
+def decomposition(model, x: torch.Tensor, k: int = 6, path: str | Path | None = None
+                  ) -> np.ndarray:
+    """One row per image: input with green boxes of present objects, reconstruction, and the
+    ``k`` present components with the highest presence probability (black if fewer)."""
+    d = model.decompose(x)
+    present = d["presence"].cpu().numpy() > 0.5
+    boxed = draw_boxes(_rgb(x), d["boxes"].cpu().numpy(), present)
+    order = torch.argsort(d["pres_prob"] * d["presence"], dim=1, descending=True)[:, :k]
+    comps = torch.gather(d["components"], 1,
+                         order.view(*order.shape, 1, 1, 1).expand(-1, -1,
+                                                                   *d["components"].shape[2:]))
+    keep = torch.gather(d["presence"], 1, order).view(*order.shape, 1, 1, 1)
+    comps = (comps * keep).clamp(0, 1)
+    rows = []
+    for i in range(len(x)):
+        rows += [boxed[i:i + 1], _rgb(d["recon"][i:i + 1]), _rgb(comps[i])]
+    return _out(make_grid(np.concatenate(rows), nrow=2 + k), path)
+
+
+@torch.no_grad()
+def object_traversal(model, x: torch.Tensor, field: str, dim: int, values: torch.Tensor,
+                     cell: int | None = None, path: str | Path | None = None) -> np.ndarray:
+    """One row per image of ``x``: the chosen object's ``z_<field>[dim]`` set to each value.
+
+    ``cell`` defaults to each image's most confidently present object (first image's choice is
+    used for all: pass images that share a layout, or one image at a time)."""
+    if cell is None:
+        d = model.decompose(x[:1])
+        cell = int(torch.argmax(d["pres_prob"][0] * d["presence"][0]))
+    imgs = model.traverse_object(x, cell, field, dim, values)  # [V, B, C, H, W]
+    return _out(make_grid(_rgb(imgs.transpose(0, 1).flatten(0, 1)), nrow=len(values)), path)
+
+
+@torch.no_grad()
+def global_traversal(model, z_g: torch.Tensor, dim: int, values: torch.Tensor,
+                     path: str | Path | None = None) -> np.ndarray:
+    """One row per ``z_g``: its dimension ``dim`` set to each value."""
+    imgs = model.traverse_global(z_g, dim, values)  # [V, B, C, H, W]
+    return _out(make_grid(_rgb(imgs.transpose(0, 1).flatten(0, 1)), nrow=len(values)), path)
+
+
+@torch.no_grad()
+def structure_resampling(model, z_g: torch.Tensor, n: int = 7, seed: int = 0,
+                         first: torch.Tensor | None = None,
+                         path: str | Path | None = None) -> np.ndarray:
+    """One row per ``z_g``: ``first`` (e.g. the input image, optional), then ``n`` scenes with
+    z_s, z_b ~ p(·|z_g) resampled."""
+    g = torch.Generator(device=z_g.device).manual_seed(seed)
+    imgs = model.resample_structure(z_g, n, generator=g)  # [B, n, C, H, W]
+    if first is not None:
+        imgs = torch.cat([first.unsqueeze(1).to(imgs), imgs], dim=1)
+    return _out(make_grid(_rgb(imgs.flatten(0, 1)), nrow=imgs.shape[1]), path)
+
+
+@torch.no_grad()
+def all_figures(model, x: torch.Tensor, out: str | Path, seed: int = 0) -> dict[str, Path]:
+    """Write every picture above for inputs ``x [B, C, H, W]`` into folder ``out``."""
+    out = Path(out)
+    paths = {name: out / f"{name}.png" for name in (
+        "prior_samples", "reconstructions", "decomposition", "object_traversal_where",
+        "object_traversal_what", "global_traversal", "resample_posterior", "resample_prior")}
+    prior_samples(model, 64, seed, paths["prior_samples"])
+    reconstructions(model, x[:16], paths["reconstructions"])
+    decomposition(model, x[:8], path=paths["decomposition"])
+    shifts = torch.linspace(-1.0, 1.0, 8)
+    object_traversal(model, x[:1], "where", 2, shifts, path=paths["object_traversal_where"])
+    object_traversal(model, x[:1], "what", 0, torch.linspace(-2.5, 2.5, 8),
+                     path=paths["object_traversal_what"])
+    z_post = model.encode_global(x[:4])
+    global_traversal(model, z_post, 0, torch.linspace(-2.5, 2.5, 8), paths["global_traversal"])
+    structure_resampling(model, z_post, 7, seed, first=x[:4], path=paths["resample_posterior"])
+    g = torch.Generator(device=x.device).manual_seed(seed)
+    structure_resampling(model, model.sample_global(4, generator=g), 8, seed,
+                         path=paths["resample_prior"])
+    return paths
