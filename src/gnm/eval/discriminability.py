@@ -25,6 +25,8 @@ Protocol (defaults; every run records them under ``"protocol"``):
   mean over seeds that includes capped runs is a lower bound.
 * **Seeds**: (0, 1, 2): the seed sets the split, the initialisation and the batch order. The
   summary is the mean and sample standard deviation (ddof = 1) over seeds.
+  Runs are bit-reproducible on CPU; on a GPU, cuDNN convolution kernels may add tiny run-to-run
+  differences unless ``torch.use_deterministic_algorithms(True)`` is set by the caller.
 
 Resolution is ``eval_every`` steps, so values are multiples of it (or the cap). The paper's
 numbers (e.g. 3,920 for GNM on MNIST-4) come from an unpublished discriminator and are not
