@@ -93,7 +93,8 @@ class GNM(nn.Module):
                                  norm_act_final=True)
         self.structdraw = StructDRAW(cfg, feat)
         self.structure = StructureNet(feat, cfg.struct_hidden, cfg.z_what_dim,
-                                      cfg.pres_logit_scale, cfg.std_floor)
+                                      cfg.pres_logit_scale, cfg.std_floor,
+                                      init_scale=cfg.where_prior_mean[0])
         self.glimpse_decoder = GlimpseDecoder(cfg.z_what_dim, cfg.channels, cfg.glimpse_filters,
                                               cfg.glimpse_kernels, cfg.glimpse_upscales,
                                               cfg.glimpse_mask)

@@ -59,7 +59,8 @@ class StructureNet(nn.Module):
     1×1 heads for pres (logit = scale·tanh), where, depth and what (mean, softplus std)."""
 
     def __init__(self, in_ch: int, hidden: tuple[int, ...], z_what_dim: int,
-                 pres_logit_scale: float = 8.8, std_floor: float = 1e-4):
+                 pres_logit_scale: float = 8.8, std_floor: float = 1e-4,
+                 init_scale: float = -1.0):
         super().__init__()
         self.body = ConvStack(in_ch, hidden, [1] * len(hidden), norm_act_final=True)
         width = hidden[-1] if hidden else in_ch
@@ -70,11 +71,12 @@ class StructureNet(nn.Module):
         self.where_head = nn.Conv2d(width, 8, 1)
         self.depth_head = nn.Conv2d(width, 2, 1)
         self.what_head = nn.Conv2d(width, 2 * z_what_dim, 1)
-        # Start with boxes of the auxiliary prior's typical size, near their cell centres.
+        # Boxes start near their cell centres with raw scale ≈ init_scale (GNM passes the aux
+        # where prior's mean, so present objects do not pay a large aux KL from step 0).
         with torch.no_grad():
             self.where_head.weight.uniform_(-0.01, 0.01)
             self.where_head.bias.zero_()
-            self.where_head.bias[0] = -1.0
+            self.where_head.bias[0] = init_scale
 
     def forward(self, feat: torch.Tensor) -> CellDists:
         h = self.body(feat)
