@@ -191,6 +191,37 @@ def _register_judge(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_judge)
 
 
+# --------------------------------------------------------------------------- eval
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from gnm.eval.run import evaluate, markdown, parse_metrics
+
+    result = evaluate(args.model, parse_metrics(args.metrics), args.out, n=args.n,
+                      seed=args.seed, ll_k=args.ll_k, ll_n=args.ll_n,
+                      dsteps_cap=args.dsteps_cap, data_dir=args.data_dir, device=args.device,
+                      progress=not args.quiet)
+    print(markdown(result))
+    print(f"wrote {Path(args.out) / 'eval.json'} and {Path(args.out) / 'eval.md'}")
+    return 0
+
+
+@command
+def _register_eval(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="all metrics of a trained model -> eval.json + eval.md")
+    p.add_argument("model", help="run directory, checkpoint (.pt) or weights (.safetensors)")
+    p.add_argument("--metrics", default="all", help="comma list of sacc,dsteps,ll,ap50,ap,"
+                   "probe,fd, or all (default)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--n", type=int, default=1000, help="samples / test scenes (default 1000)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--ll-k", type=int, default=100, help="importance samples per image")
+    p.add_argument("--ll-n", type=int, default=None, help="test scenes for LL (default 200)")
+    p.add_argument("--dsteps-cap", type=int, default=5000)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--quiet", action="store_true")
+    _data_dir_arg(p)
+    p.set_defaults(func=_cmd_eval)
+
+
 # --------------------------------------------------------------------------- demo
 def _cmd_demo(args: argparse.Namespace) -> int:
     from gnm.demo import run_demo

@@ -40,6 +40,7 @@ from gnm.data.scenes import MNIST10_SETS, check_dataset
 from gnm.errors import GNMError
 from gnm.eval.digits import REJECT, DigitNet, load_classifier
 from gnm.eval.objects import REFERENCE_SIZE, crop_object, find_objects, to_reference_scale
+from gnm.eval.stats import wilson_interval
 
 PLAUSIBLE = 0.2
 MIN_CONFIDENCE = 0.5
@@ -157,17 +158,6 @@ def _decide(dataset: str, cents, probs: np.ndarray) -> Verdict:
     return v
 
 
-def wilson_interval(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
-    """95% Wilson score interval for a proportion ``k / n``."""
-    if n == 0:
-        return 0.0, 1.0
-    p = k / n
-    den = 1 + z * z / n
-    mid = (p + z * z / (2 * n)) / den
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-    return max(0.0, mid - half), min(1.0, mid + half)
-
-
 @torch.no_grad()
 def classify_objects(scenes: np.ndarray, classifier: DigitNet, batch_size: int = 256,
                      progress: bool = False) -> list[tuple[list, np.ndarray, np.ndarray]]:
@@ -218,3 +208,21 @@ def judge_images(images: Any, dataset: str, classifier: DigitNet | None = None,
     return {"dataset": dataset, "sacc": k / n, "ci95": list(wilson_interval(k, n)),
             "sacc_strict": sum(v.strict_ok for v in verdicts) / n, "n": n, "reasons": counts,
             "verdicts": [asdict(v) for v in verdicts]}
+
+
+_DEFAULT_CLASSIFIER: list[DigitNet] = []
+
+
+@torch.no_grad()
+def object_features(images: Any, classifier: DigitNet | None = None) -> torch.Tensor:
+    """Judge-classifier features of every object found in ``images``: ``[M, 128]`` (M = all
+    objects of all images). The feature space of the project's ``fd`` metric."""
+    if classifier is None:
+        if not _DEFAULT_CLASSIFIER:
+            _DEFAULT_CLASSIFIER.append(load_classifier())
+        classifier = _DEFAULT_CLASSIFIER[0]
+    scenes = to_reference_scale(images)
+    crops = [crop_object(img, o) for img in scenes for o in find_objects(img)]
+    if not crops:
+        return torch.zeros(0, classifier.head.in_features)
+    return classifier.features(torch.from_numpy(np.stack(crops)).unsqueeze(1))
