@@ -9,7 +9,7 @@ import pytest
 
 
 def fake_digit(cls: int, variant: int) -> np.ndarray:
-    """A 28×28 uint8 'digit': a square centred on the field, value 40 + 20·cls.
+    """A 28×28 uint8 'digit': a square centred on the field, value 100 + 15·cls.
 
     The side (10, 12, 14 or 16 px, from ``variant``) varies so that digits differ; the square is
     exactly centred, so mirrored placements give exactly mirrored ink.
@@ -17,13 +17,13 @@ def fake_digit(cls: int, variant: int) -> np.ndarray:
     side = 10 + 2 * (variant % 4)
     img = np.zeros((28, 28), np.uint8)
     lo = 14 - side // 2
-    img[lo:lo + side, lo:lo + side] = 40 + 20 * cls
+    img[lo:lo + side, lo:lo + side] = 100 + 15 * cls
     return img
 
 
 def class_from_value(value: int) -> int:
     """Inverse of the fake digit's intensity code."""
-    return (int(value) - 40) // 20
+    return round((int(value) - 100) / 15)
 
 
 def make_fake_mnist(n_train: int = 600, n_test: int = 200) -> SimpleNamespace:
