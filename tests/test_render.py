@@ -1,9 +1,17 @@
 """The renderer composes the expected image from hand-made glimpses."""
 
+import pytest
 import torch
 import torch.nn.functional as F
 
-from gnm.models.render import BackgroundDecoder, GlimpseDecoder, compose, place_glimpses
+from gnm.models.render import (
+    BackgroundDecoder,
+    GlimpseDecoder,
+    _window_sums,
+    compose,
+    place_glimpses,
+)
+from gnm.models.structure import where_to_box
 
 # A 16×16 image; a box with half-extent 0.5 centred at −0.5 covers exactly pixels 0..7, so an
 # 8×8 glimpse lands 1:1 on the pixel grid (bilinear sampling is then an exact copy).
@@ -140,3 +148,33 @@ def test_per_pixel_normalisation_keeps_exact_gradients():
     g_want = torch.autograd.grad((want * probe).sum(), (app, pres, depth))
     for a, b in zip(g_out, g_want, strict=True):
         torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("spread", [0.3, 3.0], ids=["small-boxes", "large-boxes"])
+def test_all_compose_methods_agree_in_value_and_gradient(spread):
+    # 'window' renders into windows around the boxes (falling back to dense for large boxes);
+    # 'separable' and 'grid_sample' render every glimpse onto the full image.
+    torch.manual_seed(0)
+    f64 = dict(dtype=torch.float64)
+    app = torch.rand(3, 16, 3, 8, 8, **f64, requires_grad=True)
+    mask = torch.rand(3, 16, 1, 8, 8, **f64, requires_grad=True)
+    where = (torch.randn(3, 16, 4, **f64) * spread
+             + torch.tensor([-1.6, 0.0, 0.0, 0.0], **f64)).requires_grad_()
+    pres = torch.rand(3, 16, **f64, requires_grad=True)
+    depth = torch.randn(3, 16, 1, **f64, requires_grad=True)
+    bg = torch.rand(3, 3, 20, 24, **f64)
+    box = where_to_box(where, 4)
+    s = pres * torch.sigmoid(-depth[..., 0])
+    src = torch.cat([mask, mask * app], 2).flatten(0, 1)
+    windowed = _window_sums(src, box.flatten(0, 1), s, pres, 20, 24) is not None
+    assert windowed == (spread < 1)
+    probe = torch.rand(3, 3, 20, 24, **f64)
+    results = {}
+    for method in ("window", "separable", "grid_sample"):
+        img = compose(app, mask, where_to_box(where, 4), pres, depth, bg, method).image
+        grads = torch.autograd.grad((img * probe).sum(), (app, mask, where, pres, depth))
+        results[method] = (img, grads)
+    for method in ("separable", "grid_sample"):
+        torch.testing.assert_close(results[method][0], results["window"][0])
+        for a, b in zip(results[method][1], results["window"][1], strict=True):
+            torch.testing.assert_close(a, b)

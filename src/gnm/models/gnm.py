@@ -110,7 +110,7 @@ class GNM(nn.Module):
                              persistent=False)
         self.register_buffer("where_prior_std", torch.tensor(cfg.where_prior_std),
                              persistent=False)
-        self.render_method = "separable"  # or "grid_sample" (see render.place_glimpses)
+        self.render_method = "window"  # or "separable" / "grid_sample" (see render.compose)
 
     # ----------------------------------------------------------------------------- pieces
     def _check_input(self, x: torch.Tensor) -> None:
@@ -334,8 +334,8 @@ class GNM(nn.Module):
             mask = torch.ones_like(appearance[:, :, :1])
         box = where_to_box(z.where, cfg.grid)
         src = torch.cat([mask, mask * appearance], dim=2).flatten(0, 1)
-        placed = place_glimpses(src, box.flatten(0, 1), cfg.img_size, cfg.img_size,
-                                self.render_method).view(b, k, -1, cfg.img_size, cfg.img_size)
+        placed = place_glimpses(src, box.flatten(0, 1), cfg.img_size, cfg.img_size
+                                ).view(b, k, -1, cfg.img_size, cfg.img_size)
         pres5 = z.pres.view(b, k, 1, 1, 1)
         return {
             "components": pres5 * placed[:, :, 1:], "masks": pres5 * placed[:, :, :1],

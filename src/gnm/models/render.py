@@ -18,12 +18,24 @@ would paint an object at full strength whatever its presence on a black backgrou
 ``M``'s clamp is straight-through: the forward value is ``min(Σ, 1)``, the gradient that of ``Σ``
 (reference behaviour; it keeps a learning signal in overlaps).
 
-All ``B·K`` glimpses are placed in one batched operation. The default ``method='separable'``
-uses that every box is axis-aligned: bilinear sampling then factorises into a row and a column
-interpolation matrix, ``STN⁻¹(g) = W_y · g · W_xᵀ``, two batched matmuls that give exactly what
-``affine_grid`` + ``grid_sample`` (bilinear, zero padding, ``align_corners=False``) give, without
-the ``[B·K, H, W, 2]`` sampling grid and with a cheap backward pass. ``method='grid_sample'`` is
-the textbook path (kept for reference and tested equal).
+All ``B·K`` glimpses are placed in one batched operation, with no Python loop over cells.
+Every box is axis-aligned, so bilinear sampling factorises into a row and a column interpolation
+matrix: ``STN⁻¹(g) = W_y · g · W_xᵀ``, two batched matmuls that give exactly what
+``affine_grid`` + ``grid_sample`` (bilinear, zero padding, ``align_corners=False``) give.
+:func:`compose` offers three exact methods:
+
+* ``'window'`` (default): each glimpse is rendered only into a window around its box (the
+  window side is the largest box in the batch plus the bilinear support, at most the image),
+  and the three per-pixel sums the equations need (Σ s·M·pres·A, Σ s·M, Σ pres·M) are
+  scattered into the image with one ``index_add``. Cost scales with box area, not image area:
+  no ``[B·K, C, H, W]`` temporaries when boxes are small. (When the windows would cover most
+  of the image it falls back to ``'separable'``, which is then cheaper.)
+* ``'separable'``: the same matmuls onto the full image, ``[B·K, C+1, H, W]``.
+* ``'grid_sample'``: the textbook ``affine_grid`` + ``grid_sample`` path, for reference.
+
+Responsibilities are computed after dividing every ``s_k`` by the image's largest ``s_j``
+(detached); γ is invariant to that common factor, so values and gradients are unchanged while
+a lone object far behind the others keeps its full weight.
 """
 
 from __future__ import annotations
@@ -37,17 +49,41 @@ from torch import nn
 from gnm.nn import SubPixelDecoder
 
 _TINY = 1e-30  # guards 0/0 where no object reaches a pixel
+_DENSE_ABOVE = 0.6  # 'window' falls back to 'separable' when windows cover more of the image
 
 
-def _interp_matrix(centre: torch.Tensor, half: torch.Tensor, out_size: int,
-                   in_size: int) -> torch.Tensor:
-    """Bilinear weights ``[N, out_size, in_size]`` that place a 1-D glimpse of ``in_size`` pixels
-    on the image interval ``centre ± half`` (normalised coords) of an ``out_size``-pixel axis."""
-    pix = (2 * torch.arange(out_size, device=centre.device, dtype=centre.dtype) + 1) / out_size - 1
-    u = (pix[None, :] - centre[:, None]) / half[:, None]  # glimpse coords of each image pixel
+def _wide(t: torch.Tensor) -> torch.Tensor:
+    """Half precision (bf16/fp16 under autocast) -> float32 for the sums; others unchanged."""
+    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
+
+
+def _interp_matrix(centre: torch.Tensor, half: torch.Tensor, out_size: int, in_size: int,
+                   start: torch.Tensor | None = None, count: int | None = None) -> torch.Tensor:
+    """Bilinear weights ``[N, count, in_size]`` that place a 1-D glimpse of ``in_size`` pixels
+    on the image interval ``centre ± half`` (normalised coords) of an ``out_size``-pixel axis,
+    for image pixels ``start .. start + count − 1`` (default: the whole axis)."""
+    count = out_size if count is None else count
+    idx = torch.arange(count, device=centre.device, dtype=centre.dtype)
+    idx = idx[None, :] if start is None else start[:, None].to(centre.dtype) + idx[None, :]
+    pix = (2 * idx + 1) / out_size - 1  # normalised coordinate of each image pixel centre
+    u = (pix - centre[:, None]) / half[:, None]  # its glimpse coordinate
     src = ((u + 1) * in_size - 1) * 0.5  # continuous glimpse pixel index
     taps = torch.arange(in_size, device=centre.device, dtype=centre.dtype)
     return torch.relu(1 - (src[..., None] - taps).abs())
+
+
+def _window(centre: torch.Tensor, half: torch.Tensor, out_size: int, in_size: int
+            ) -> tuple[torch.Tensor, int]:
+    """First pixel ``[N]`` (long) and common length of windows that hold every image pixel a
+    glimpse touches on one axis (its box plus the bilinear support), clamped to the image."""
+    with torch.no_grad():
+        reach = half.float() * (1 + 1 / in_size)  # glimpse pixels -1 .. in_size are reachable
+        lo = ((centre.float() - reach + 1) * 0.5 * out_size - 0.5).floor()
+        hi = ((centre.float() + reach + 1) * 0.5 * out_size - 0.5).ceil()
+        lo, hi = lo.clamp(0, out_size - 1), hi.clamp(0, out_size - 1)
+        count = int((hi - lo).max().item()) + 1 if lo.numel() else 1
+        start = lo.clamp(max=out_size - count).long()
+    return start, count
 
 
 def place_glimpses(glimpses: torch.Tensor, box: torch.Tensor, height: int, width: int,
@@ -83,35 +119,71 @@ class Composite:
 
 def compose(appearance: torch.Tensor, mask: torch.Tensor | None, box: torch.Tensor,
             pres: torch.Tensor, depth: torch.Tensor, background: torch.Tensor,
-            method: str = "separable") -> Composite:
+            method: str = "window") -> Composite:
     """Composite glimpses into scenes (the equations in the module docstring).
 
     appearance ``[B, K, C, h, w]`` and mask ``[B, K, 1, h, w]`` (None: m = 1) in [0, 1];
     box ``[B, K, 4]`` (sx, sy, cx, cy); pres ``[B, K]``; depth ``[B, K]`` or ``[B, K, 1]``;
-    background ``[B, C, H, W]`` (broadcastable, e.g. zeros for black).
+    background ``[B, C, H, W]`` (broadcastable, e.g. zeros for black). ``method``: 'window',
+    'separable' or 'grid_sample' (equal results).
     """
     b, k, c, h, w = appearance.shape
     height, width = background.shape[-2:]
     if mask is None:
         mask = appearance.new_ones(b, k, 1, h, w)
+    s = pres * torch.sigmoid(-depth.reshape(b, k))
+    s = s / s.detach().amax(1, keepdim=True).clamp_min(_TINY)  # see the module docstring
     src = torch.cat([mask, mask * appearance], dim=2).reshape(b * k, c + 1, h, w)
-    placed = place_glimpses(src, box.reshape(b * k, 4), height, width, method)
-    placed = placed.view(b, k, c + 1, height, width)
-    mask_full, app_full = placed[:, :, :1], placed[:, :, 1:]
-
-    pres5 = pres.reshape(b, k, 1, 1, 1)
-    weight = (pres5 * torch.sigmoid(-depth.reshape(b, k, 1, 1, 1))) * mask_full  # s_k·M_k
-    # γ is invariant to rescaling all weights at a pixel, so divide by their per-pixel max
-    # (detached: exact, the derivative through a common factor is zero). The denominator is then
-    # >= 1 wherever an object is, and tiny weights (a lone object far behind) keep full strength.
-    weight = weight / weight.detach().amax(1, keepdim=True).clamp_min(_TINY)
-    numer = (weight * pres5 * app_full).sum(1)  # [B, C, H, W]
-    denom = weight.sum(1)  # [B, 1, H, W]
+    sums = None
+    if method == "window":
+        sums = _window_sums(src, box.reshape(b * k, 4), s, pres, height, width)
+    if sums is not None:
+        numer, denom, alpha_sum = sums
+    else:
+        dense = "separable" if method == "window" else method
+        placed = place_glimpses(src, box.reshape(b * k, 4), height, width, dense)
+        placed = _wide(placed.view(b, k, c + 1, height, width))
+        mask_full, app_full = placed[:, :, :1], placed[:, :, 1:]
+        pres5, weight = _wide(pres.reshape(b, k, 1, 1, 1)), _wide(s.reshape(b, k, 1, 1, 1))
+        numer = (weight * pres5 * mask_full * app_full).sum(1)  # Σ s·M·pres·A  [B, C, H, W]
+        denom = (weight * mask_full).sum(1)  # Σ s·M  [B, 1, H, W]
+        alpha_sum = (pres5 * mask_full).sum(1)  # Σ pres·M
     foreground = numer / denom.clamp_min(_TINY)
-    alpha_sum = (pres5 * mask_full).sum(1)
     alpha = alpha_sum - (alpha_sum - 1).clamp(min=0).detach()  # straight-through min(Σ, 1)
-    image = foreground + (1 - alpha) * background
+    image = foreground + (1 - alpha) * _wide(background)
     return Composite(image, foreground, alpha, background.expand_as(image))
+
+
+def _window_sums(src: torch.Tensor, box: torch.Tensor, s: torch.Tensor, pres: torch.Tensor,
+                 height: int, width: int):
+    """The per-pixel sums of :func:`compose` via windows and one ``index_add`` (at least fp32).
+
+    src ``[N, 1 + C, h, w]`` (mask, mask·appearance); box ``[N, 4]``; s, pres ``[B, K]``.
+    """
+    n, c1, h, w = src.shape
+    b = s.shape[0]
+    sx, sy, cx, cy = box.unbind(-1)
+    y0, wh = _window(cy, sy, height, h)
+    x0, ww = _window(cx, sx, width, w)
+    if wh * ww > _DENSE_ABOVE * height * width:
+        return None  # windows nearly as big as the image: the dense path is cheaper
+    w_y = _interp_matrix(cy, sy, height, h, y0, wh)  # [N, wh, h]
+    w_x = _interp_matrix(cx, sx, width, w, x0, ww)  # [N, ww, w]
+    placed = torch.matmul(w_y.unsqueeze(1), torch.matmul(src, w_x.transpose(1, 2).unsqueeze(1)))
+    placed = _wide(placed)  # [N, 1 + C, wh, ww]
+    mask_win, app_win = placed[:, :1], placed[:, 1:]
+    s_n, pres_n = _wide(s.reshape(n, 1, 1, 1)), _wide(pres.reshape(n, 1, 1, 1))
+    weighted = s_n * mask_win
+    vals = torch.cat([weighted * pres_n * app_win, weighted, pres_n * mask_win], dim=1)
+    # Flat index of every window pixel in the [B·H·W] canvas.
+    image_of = torch.arange(n, device=src.device) // (n // b)
+    rows = y0[:, None] + torch.arange(wh, device=src.device)  # [N, wh]
+    cols = x0[:, None] + torch.arange(ww, device=src.device)  # [N, ww]
+    index = ((image_of[:, None, None] * height + rows[:, :, None]) * width + cols[:, None, :])
+    canvas = vals.new_zeros(b * height * width, c1 + 1)
+    canvas = canvas.index_add(0, index.reshape(-1), vals.permute(0, 2, 3, 1).reshape(-1, c1 + 1))
+    canvas = canvas.view(b, height, width, c1 + 1).permute(0, 3, 1, 2)
+    return canvas[:, :c1 - 1], canvas[:, c1 - 1:c1], canvas[:, c1:]
 
 
 class GlimpseDecoder(nn.Module):

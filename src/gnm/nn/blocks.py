@@ -18,6 +18,21 @@ import torch
 from torch import nn
 
 
+class Conv2d(nn.Conv2d):
+    """``nn.Conv2d`` computed in channels-last memory format.
+
+    Input and weight are viewed as NHWC for the convolution (a no-op when already so; the weight
+    copy is tiny), which oneDNN runs about twice as fast for the narrow, high-resolution layers
+    of the encoder and the glimpse decoder. Parameters stay in the default (contiguous) format, so
+    state dicts and safetensors exports are unaffected; outputs are channels-last tensors.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        cl = torch.channels_last
+        return self._conv_forward(x.contiguous(memory_format=cl),
+                                  self.weight.contiguous(memory_format=cl), self.bias)
+
+
 def conv_norm(channels: int) -> nn.Module:
     """The layer norm used after every hidden conv: ``GroupNorm(1, channels)``."""
     return nn.GroupNorm(1, channels)
@@ -38,7 +53,7 @@ class ConvStack(nn.Sequential):
                              f"strides {strides} must have the same length.")
         layers: list[nn.Module] = []
         for i, (out_ch, k, s) in enumerate(zip(filters, kernels, strides, strict=True)):
-            layers.append(nn.Conv2d(in_ch, out_ch, k, s, padding=(k - 1) // 2))
+            layers.append(Conv2d(in_ch, out_ch, k, s, padding=(k - 1) // 2))
             if i < len(filters) - 1 or norm_act_final:
                 layers += [conv_norm(out_ch), nn.CELU()]
             in_ch = out_ch
@@ -52,7 +67,7 @@ class SubPixelConv(nn.Module):
 
     def __init__(self, in_ch: int, out_ch: int, kernel: int, upscale: int):
         super().__init__()
-        self.conv = nn.Conv2d(in_ch, out_ch * upscale * upscale, kernel, padding=kernel // 2)
+        self.conv = Conv2d(in_ch, out_ch * upscale * upscale, kernel, padding=kernel // 2)
         self.shuffle = nn.PixelShuffle(upscale) if upscale > 1 else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
