@@ -86,3 +86,12 @@ def test_structure_batched_equals_separate():
     qa, pb = net(torch.cat([a, b])).split([3, 3])
     torch.testing.assert_close(qa.what_mu, net(a).what_mu)
     torch.testing.assert_close(pb.pres_logit, net(b).pres_logit)
+
+
+def test_where_head_starts_at_the_given_prior():
+    torch.manual_seed(0)
+    mean, std = (-1.6, 0.0, 0.0, 0.0), (0.1, 0.3, 1.0, 1.0)
+    net = StructureNet(8, (6,), z_what_dim=2, init_where=(mean, std))
+    d = net(torch.randn(4, 8, 4, 4))
+    assert d.where_mu.mean((0, 1)).tolist() == pytest.approx(mean, abs=0.05)
+    assert d.where_sd.mean((0, 1)).tolist() == pytest.approx(std, rel=0.1)

@@ -94,7 +94,7 @@ class GNM(nn.Module):
         self.structdraw = StructDRAW(cfg, feat)
         self.structure = StructureNet(feat, cfg.struct_hidden, cfg.z_what_dim,
                                       cfg.pres_logit_scale, cfg.std_floor,
-                                      init_scale=cfg.where_prior_mean[0])
+                                      init_where=(cfg.where_prior_mean, cfg.where_prior_std))
         self.glimpse_decoder = GlimpseDecoder(cfg.z_what_dim, cfg.channels, cfg.glimpse_filters,
                                               cfg.glimpse_kernels, cfg.glimpse_upscales,
                                               cfg.glimpse_mask)

@@ -60,7 +60,7 @@ class StructureNet(nn.Module):
 
     def __init__(self, in_ch: int, hidden: tuple[int, ...], z_what_dim: int,
                  pres_logit_scale: float = 8.8, std_floor: float = 1e-4,
-                 init_scale: float = -1.0):
+                 init_where: tuple[tuple[float, ...], tuple[float, ...]] | None = None):
         super().__init__()
         self.body = ConvStack(in_ch, hidden, [1] * len(hidden), norm_act_final=True)
         width = hidden[-1] if hidden else in_ch
@@ -71,12 +71,17 @@ class StructureNet(nn.Module):
         self.where_head = nn.Conv2d(width, 8, 1)
         self.depth_head = nn.Conv2d(width, 2, 1)
         self.what_head = nn.Conv2d(width, 2 * z_what_dim, 1)
-        # Boxes start near their cell centres with raw scale ≈ init_scale (GNM passes the aux
-        # where prior's mean, so present objects do not pay a large aux KL from step 0).
+        # z_where starts near a given (mean, std) for every cell: GNM passes the aux where
+        # prior, so boxes start at the prior's size near their cell centres and present objects
+        # pay no large aux KL from step 0. (Default: the reference's scale bias of −1.)
+        mean, std = init_where or ((-1.0, 0.0, 0.0, 0.0), None)
         with torch.no_grad():
             self.where_head.weight.uniform_(-0.01, 0.01)
             self.where_head.bias.zero_()
-            self.where_head.bias[0] = init_scale
+            self.where_head.bias[:4] = torch.tensor(mean)
+            if std is not None:  # softplus⁻¹(std − floor)
+                target = torch.tensor(std) - std_floor
+                self.where_head.bias[4:] = target + torch.log(-torch.expm1(-target))
 
     def forward(self, feat: torch.Tensor) -> CellDists:
         h = self.body(feat)
