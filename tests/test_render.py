@@ -178,3 +178,13 @@ def test_all_compose_methods_agree_in_value_and_gradient(spread):
         torch.testing.assert_close(results[method][0], results["window"][0])
         for a, b in zip(results[method][1], results["window"][1], strict=True):
             torch.testing.assert_close(a, b)
+
+
+def test_glimpse_decoder_chunking_does_not_change_results():
+    torch.manual_seed(0)
+    dec = GlimpseDecoder(6, 1, (8, 4), (1, 1, 3), (4, 2, 1), with_mask=False)
+    z = torch.randn(3, 16, 6)
+    whole, _ = dec(z)
+    dec.cpu_chunk = 5  # 48 glimpses in chunks of 5
+    chunked, _ = dec(z)
+    torch.testing.assert_close(chunked, whole)
