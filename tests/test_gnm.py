@@ -178,6 +178,7 @@ def test_decompose_reconstruct_and_traversals():
     torch.testing.assert_close(d["boxes"], box_to_pixels(where_to_box(z.where, 4), 32, 32))
     torch.testing.assert_close(d["recon"], model.reconstruct(x))
     assert d["background"].shape == x.shape and d["alpha"].shape == (2, 1, 32, 32)
+    torch.testing.assert_close(d["z_what"], z.what)
 
     cell = int(d["presence"][0].argmax())
     assert d["presence"][0, cell] == 1

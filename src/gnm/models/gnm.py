@@ -322,7 +322,7 @@ class GNM(nn.Module):
         Returns ``components [B,K,C,H,W]`` (each object's premultiplied layer pres·STN⁻¹(m·o)),
         ``masks [B,K,1,H,W]`` (pres·STN⁻¹(m)), ``presence [B,K]`` (0/1), ``pres_prob [B,K]``,
         ``boxes [B,K,4]`` (x0, y0, x1, y1 in pixels), ``depth [B,K]``, ``background``,
-        ``alpha [B,1,H,W]`` and ``recon [B,C,H,W]``.
+        ``alpha [B,1,H,W]``, ``recon [B,C,H,W]``, ``z_what [B,K,D]`` and raw ``z_where [B,K,4]``.
         """
         _, q, _, q_bg, _ = self._infer(x, use_mean=True)
         z = self._modes(q)
@@ -342,6 +342,7 @@ class GNM(nn.Module):
             "presence": z.pres, "pres_prob": torch.sigmoid(q.pres_logit),
             "boxes": box_to_pixels(box, cfg.img_size, cfg.img_size), "depth": z.depth[..., 0],
             "background": comp.background, "alpha": comp.alpha, "recon": comp.image.clamp(0, 1),
+            "z_what": z.what, "z_where": z.where,
         }
 
     @torch.no_grad()
