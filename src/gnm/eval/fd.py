@@ -104,7 +104,7 @@ def extract_features(images: torch.Tensor, feature_fn: Callable[[torch.Tensor], 
         if device is not None:
             batch = batch.to(device)
         feats = feature_fn(batch)
-        out.append(feats.detach().reshape(feats.shape[0], -1).to("cpu", torch.float64))
+        out.append(feats.detach().flatten(1).to("cpu", torch.float64))
     return torch.cat(out)
 
 

@@ -158,17 +158,28 @@ def _decide(dataset: str, cents, probs: np.ndarray) -> Verdict:
     return v
 
 
+#: Test-time augmentation: class probabilities are averaged over these 1-px shifts.
+TTA_SHIFTS = ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1))
+
+
+def _tta_probs(classifier: DigitNet, x: torch.Tensor) -> torch.Tensor:
+    """Softmax ``[N, 11]`` of crops ``[N, 1, 28, 28]`` averaged over :data:`TTA_SHIFTS`."""
+    return torch.stack([classifier(torch.roll(x, s, dims=(2, 3))).softmax(1)
+                        for s in TTA_SHIFTS]).mean(0)
+
+
 @torch.no_grad()
 def classify_objects(scenes: np.ndarray, classifier: DigitNet, batch_size: int = 256,
                      progress: bool = False) -> list[tuple[list, np.ndarray, np.ndarray]]:
-    """For each 128-px scene: (objects, centroids ``[k, 2]``, class probabilities ``[k, 11]``)."""
+    """For each 128-px scene: (objects, centroids ``[k, 2]``, class probabilities ``[k, 11]``,
+    averaged over the 1-px shifts :data:`TTA_SHIFTS`)."""
     found = [find_objects(img) for img in tqdm(scenes, desc="finding objects",
                                                 disable=not progress)]
     crops = [crop_object(img, o) for img, objs in zip(scenes, found, strict=True) for o in objs]
     probs = np.zeros((0, 11), np.float32)
     if crops:
         x = torch.from_numpy(np.stack(crops)).unsqueeze(1)
-        probs = torch.cat([classifier(x[i:i + batch_size]).softmax(1)
+        probs = torch.cat([_tta_probs(classifier, x[i:i + batch_size])
                            for i in range(0, len(x), batch_size)]).numpy()
     out, k = [], 0
     for objs in found:
@@ -215,7 +226,7 @@ _DEFAULT_CLASSIFIER: list[DigitNet] = []
 
 @torch.no_grad()
 def object_features(images: Any, classifier: DigitNet | None = None) -> torch.Tensor:
-    """Judge-classifier features of every object found in ``images``: ``[M, 128]`` (M = all
+    """Judge-classifier features of every object found in ``images``: ``[M, 256]`` (M = all
     objects of all images). The feature space of the project's ``fd`` metric."""
     if classifier is None:
         if not _DEFAULT_CLASSIFIER:
