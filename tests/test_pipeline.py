@@ -1,4 +1,4 @@
-"""The user's path end to end with a tiny GNM on fake digits: gnm train -> sample -> show -> eval."""
+"""The user's path end to end with a tiny GNM on fake digits: train, sample, show, eval."""
 
 from __future__ import annotations
 
