@@ -293,3 +293,15 @@ def test_tiny_model_overfits_a_handful_of_images():
     assert loss < log[0][0] - 300
     assert recon_ll > black + 500  # the squares are drawn (perfect: black + ~720)
     assert objects == pytest.approx(2.5, abs=0.3)  # 1, 2, 3 and 4 squares
+
+
+def test_generation_skips_absent_objects_without_changing_images():
+    # Without autograd and with binary z_pres only present objects are decoded.
+    model = tiny(**TINY_BG)
+    x = images(model, b=3)
+    z, z_bg = model.infer_latents(x)
+    assert 0 < z.pres.sum() < z.pres.numel()
+    with torch.no_grad():
+        fast = model.render(z, z_bg).image
+    full = model.render(z, z_bg).image  # with autograd: decodes every cell
+    torch.testing.assert_close(fast, full.detach())

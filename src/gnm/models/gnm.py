@@ -130,13 +130,39 @@ class GNM(nn.Module):
     def render(self, z: CellLatents, z_bg: torch.Tensor | None = None,
                mask_force: float = 0.0) -> Composite:
         """Render cell latents (and ``z_bg [B, z_bg_dim]``) into images; ``mask_force > 0``
-        replaces every object mask by that constant inside its box (curriculum)."""
-        appearance, mask = self.glimpse_decoder(z.what)
+        replaces every object mask by that constant inside its box (curriculum).
+
+        Without autograd and with binary z_pres (generation, reconstruction, importance
+        sampling) only present objects are decoded: absent ones contribute exactly nothing.
+        """
+        box = where_to_box(z.where, self.config.grid)
+        hard = not torch.is_grad_enabled() and bool(((z.pres == 0) | (z.pres == 1)).all())
+        if hard:
+            appearance, mask, box = self._present_glimpses(z, box)
+        else:
+            appearance, mask = self.glimpse_decoder(z.what)
         if mask_force > 0:
             mask = torch.full_like(appearance[:, :, :1], mask_force)
-        box = where_to_box(z.where, self.config.grid)
         return compose(appearance, mask, box, z.pres, z.depth,
                        self._background(z_bg, z.what), self.render_method)
+
+    def _present_glimpses(self, z: CellLatents, box: torch.Tensor):
+        """Glimpses of present cells only (zeros elsewhere); absent cells get a tiny box so they
+        do not widen the render windows (their weight is zero either way)."""
+        b, k = z.pres.shape
+        present = z.pres.reshape(-1) > 0
+        app, mask = self.glimpse_decoder(z.what.reshape(1, b * k, -1)[:, present])
+        size, c = self.glimpse_decoder.size, self.config.channels
+        appearance = app.new_zeros(b * k, c, size, size)
+        appearance[present] = app[0]
+        if mask is not None:
+            full = mask.new_zeros(b * k, 1, size, size)
+            full[present] = mask[0]
+            mask = full.view(b, k, 1, size, size)
+        box = box.clone()
+        box[..., :2] = torch.where(z.pres[..., None] > 0, box[..., :2],
+                                   torch.full_like(box[..., :2], 1e-3))
+        return appearance.view(b, k, c, size, size), mask, box
 
     def _modes(self, d: CellDists) -> CellLatents:
         return CellLatents((d.pres_logit > 0).to(d.where_mu.dtype), d.where_mu, d.depth_mu,
