@@ -305,3 +305,13 @@ def test_generation_skips_absent_objects_without_changing_images():
         fast = model.render(z, z_bg).image
     full = model.render(z, z_bg).image  # with autograd: decodes every cell
     torch.testing.assert_close(fast, full.detach())
+
+
+def test_sampling_with_no_present_object():
+    """Hard z_pres with every cell absent decodes no glimpse and renders a black image."""
+    model = tiny().eval()
+    with torch.no_grad():
+        z = model.infer_latents(images(model))[0]
+        z.pres.zero_()
+        out = model.render(z)
+    assert torch.count_nonzero(out.image) == 0

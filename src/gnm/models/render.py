@@ -218,7 +218,9 @@ class GlimpseDecoder(nn.Module):
             out = torch.cat([self.net(part) for part in z.split(self.cpu_chunk)])
         else:
             out = self.net(z)
-        out = torch.sigmoid(out).view(b, k, -1, self.size, self.size)
+        # Explicit channel count: ``-1`` would be ambiguous when no glimpse is decoded (k = 0).
+        out = torch.sigmoid(out).view(b, k, self.channels + int(self.with_mask), self.size,
+                                      self.size)
         if self.with_mask:
             return out[:, :, :self.channels], out[:, :, self.channels:]
         return out, None
