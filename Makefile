@@ -21,6 +21,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
+	@$(BIN)/gnm data mnist >/dev/null || echo "MNIST unavailable: tests marked mnist are skipped"
 	$(BIN)/python -m pytest
 
 test-slow: $(STAMP)

@@ -28,6 +28,10 @@ def _data_dir_arg(p: argparse.ArgumentParser) -> None:
                    help="folder holding mnist/ (default: $GNM_DATA or ./data)")
 
 
+def _model_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="run directory, checkpoint (.pt) or weights (.safetensors)")
+
+
 # --------------------------------------------------------------------------- data
 def _cmd_data_mnist(args: argparse.Namespace) -> int:
     from gnm.data.mnist import ensure_mnist
@@ -115,7 +119,7 @@ def _cmd_sample(args: argparse.Namespace) -> int:
 @command
 def _register_sample(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("sample", help="sample scenes from a trained model's prior")
-    p.add_argument("model", help="run directory, checkpoint (.pt) or weights (.safetensors)")
+    _model_arg(p)
     p.add_argument("--n", type=int, required=True, help="number of images")
     p.add_argument("--out", required=True, help="output .npz (key 'images', uint8 [N,H,W,C])")
     p.add_argument("--seed", type=int, default=0)
@@ -145,7 +149,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
 def _register_show(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("show", help="the paper's pictures (samples, decompositions, traversals, "
                        "z_s resampling) as PNG")
-    p.add_argument("model", help="run directory, checkpoint (.pt) or weights (.safetensors)")
+    _model_arg(p)
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
@@ -207,7 +211,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 @command
 def _register_eval(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="all metrics of a trained model -> eval.json + eval.md")
-    p.add_argument("model", help="run directory, checkpoint (.pt) or weights (.safetensors)")
+    _model_arg(p)
     p.add_argument("--metrics", default="all", help="comma list of sacc,dsteps,ll,ap50,ap,"
                    "probe,fd, or all (default)")
     p.add_argument("--out", required=True, help="output folder")
