@@ -99,7 +99,8 @@ def test_eval_all_metrics(run_dir, tmp_path, monkeypatch):
     assert saved["dsteps"] <= 20 and np.isfinite(saved["ll"])
     assert saved["details"]["ll"]["k"] == 4
     md = (tmp_path / "ev" / "eval.md").read_text()
-    assert "| sacc |" in md and "0.984" in md  # the paper's MNIST-4 number beside ours
+    assert "| model | S-Acc | D-Steps | LL |" in md
+    assert "| GNM (paper) | 0.984 | 3,920 | 10,964 |" in md  # the paper's MNIST-4 row
     # A 4-step model finds few objects: fd / probe are measured or say why not.
     for m in ("fd", "probe"):
         assert saved[m] is not None or any(n.startswith(f"{m}: not measured") for n in r["notes"])

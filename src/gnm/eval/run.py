@@ -171,32 +171,53 @@ def _fmt(v: Any) -> str:
     return f"{v:,.0f}" if isinstance(v, (int, float)) else str(v)
 
 
+_TABLES = (  # (title, [(key, column header)]) laid out like the paper's tables
+    ("Tables 1 and 3: generation", [("sacc", "S-Acc"), ("dsteps", "D-Steps"), ("ll", "LL")]),
+    ("Table 4: representation", [("ap50", "AP@0.5"), ("ap", "AP@[.5:.95]"),
+                                 ("probe", "classification accuracy")]),
+    ("Fréchet distance in the judge classifier's object-feature space (not Inception FID)",
+     [("fd", "FD")]),
+)
+
+
+def _detail(result: dict[str, Any], m: str) -> str:
+    d = result["details"].get("ap" if m in ("ap50", "ap") else m, {})
+    if not d:
+        return ""
+    if m == "sacc":
+        lo, hi = d["ci95"]
+        return f"S-Acc: 95% CI {lo:.3f}-{hi:.3f}, strict (top-1 labels) {d['sacc_strict']:.3f}"
+    if m == "dsteps":
+        return f"D-Steps: ± {d['std']:.0f} (std over seeds), capped per seed {d['capped']}"
+    if m == "ll":
+        return f"LL: nats/image, ± {d['sem']:.1f} (sem) over {d['n']} scenes, K = {d['k']}"
+    if m == "probe":
+        lo, hi = d["ci95"]
+        return f"classification accuracy: 95% CI {lo:.3f}-{hi:.3f}"
+    return ""
+
+
 def markdown(result: dict[str, Any]) -> str:
-    """The Markdown table of an ``eval.json`` object, the paper's GNM numbers beside ours."""
+    """Markdown tables of an ``eval.json`` object laid out like the paper's Tables 1/3 and 4,
+    with the paper's GNM row under ours."""
     paper = PAPER.get(result["dataset"], {})
     lines = [f"# Evaluation of {result['model']}", "",
              f"Dataset {result['dataset']} at {result['image_size']} px (the paper: 128 px; LL "
-             "depends on the pixel count), n = {0}.".format(result["n"]), "",
-             "| metric | ours | paper (GNM) | detail |", "|---|---|---|---|"]
-    for m in METRICS:
-        if m not in result:
+             f"depends on the pixel count), n = {result['n']}."]
+    details = []
+    for title, cols in _TABLES:
+        cols = [(k, h) for k, h in cols if k in result]
+        if not cols:
             continue
-        detail = result["details"].get("ap" if m in ("ap50", "ap") else m, {})
-        extra = ""
-        if m == "sacc" and detail:
-            lo, hi = detail["ci95"]
-            extra = f"95% CI {lo:.3f}-{hi:.3f}; strict {detail['sacc_strict']:.3f}"
-        elif m == "dsteps" and detail:
-            extra = f"± {detail['std']:.0f} over seeds; capped: {detail['capped']}"
-        elif m == "ll" and detail:
-            extra = f"nats/image, ± {detail['sem']:.1f} (sem), K = {detail['k']}"
-        elif m == "probe" and detail:
-            lo, hi = detail["ci95"]
-            extra = f"95% CI {lo:.3f}-{hi:.3f}"
-        elif m == "fd":
-            extra = "judge classifier object features (not Inception FID)"
-        lines.append(f"| {m} | {_fmt(result[m])} | {_fmt(paper.get(m))} | {extra} |")
+        lines += ["", f"**{title}**", "", "| model | " + " | ".join(h for _, h in cols) + " |",
+                  "|---" * (len(cols) + 1) + "|",
+                  "| ours | " + " | ".join(_fmt(result[k]) for k, _ in cols) + " |"]
+        if any(k in paper for k, _ in cols):
+            lines.append("| GNM (paper) | " + " | ".join(_fmt(paper.get(k)) for k, _ in cols)
+                         + " |")
+        details += [t for t in (_detail(result, k) for k, _ in cols) if t]
+    if details:
+        lines += ["", "Details:"] + [f"- {t}" for t in details]
     if result["notes"]:
         lines += ["", "Notes:"] + [f"- {t}" for t in result["notes"]]
     return "\n".join(lines) + "\n"
-
