@@ -10,8 +10,9 @@ import torch
 from PIL import Image
 
 from gnm.config import Config, DataConfig, set_override, to_dict
+from gnm.data.scenes import paste_fields
 from gnm.errors import GNMError
-from gnm.io import atomic_write, atomic_write_bytes, atomic_write_json
+from gnm.io import atomic_write, atomic_write_bytes, atomic_write_json, atomic_write_npz
 from gnm.viz.grid import make_grid, save_png, to_uint8
 
 
@@ -89,3 +90,23 @@ def test_override_errors(assignment, match):
 def test_from_dict_rejects_unknown_keys():
     with pytest.raises(GNMError, match="unknown config key 'data.bogus'"):
         Config.from_dict({"data": {"bogus": 1}})
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_atomic_write_npz_keeps_the_name(tmp_path, compress):
+    a = np.arange(6, dtype=np.uint8).reshape(2, 3)
+    atomic_write_npz(tmp_path / "x.npz", compress=compress, images=a)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.npz"]
+    with np.load(tmp_path / "x.npz") as z:
+        assert np.array_equal(z["images"], a)
+
+
+def test_paste_fields_by_hand():
+    a = np.array([[10, 0], [0, 200]], np.uint8)
+    b = np.array([[50, 50], [50, 50]], np.uint8)
+    img = paste_fields(4, [(a, 0, 0), (b, 1, 1)])
+    expected = np.zeros((4, 4), np.uint8)
+    expected[0, 0] = 10
+    expected[1:3, 1:3] = 50
+    expected[1, 1] = 200  # overlap: the brighter pixel wins
+    assert np.array_equal(img, expected)

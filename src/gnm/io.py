@@ -12,6 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
     """Call ``write(tmp_path)`` to produce the file, then atomically rename it to ``path``."""
@@ -37,6 +39,18 @@ def _umask() -> int:
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically."""
     atomic_write(path, lambda p: p.write_bytes(data))
+
+
+def atomic_write_npz(path: str | Path, compress: bool = False, **arrays: Any) -> None:
+    """Write ``arrays`` as an ``.npz`` archive to ``path`` atomically (``np.savez`` is given a
+    file object, since with a path it would append ``.npz`` to the temporary name)."""
+    save = np.savez_compressed if compress else np.savez
+
+    def write(p: Path) -> None:
+        with open(p, "wb") as f:
+            save(f, **arrays)
+
+    atomic_write(path, write)
 
 
 def atomic_write_json(path: str | Path, obj: Any) -> None:

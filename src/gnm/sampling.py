@@ -9,7 +9,7 @@ import torch
 from tqdm import tqdm
 
 from gnm.errors import GNMError
-from gnm.io import atomic_write
+from gnm.io import atomic_write_npz
 from gnm.viz.grid import make_grid, save_png, to_uint8
 
 
@@ -40,11 +40,6 @@ def sample_to_npz(model_path: str | Path, n: int, out: str | Path, seed: int = 0
         raise GNMError(f"--out {out} must end in .npz.")
     model = load_model(model_path, device=device)
     images = sample_images(model, n, seed=seed, batch_size=batch_size)
-
-    def write(p: Path) -> None:
-        with open(p, "wb") as f:
-            np.savez_compressed(f, images=images)
-
-    atomic_write(out, write)
+    atomic_write_npz(out, compress=True, images=images)
     save_png(make_grid(images[:64], nrow=8), out.with_suffix(".png"))
     return out

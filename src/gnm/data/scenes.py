@@ -143,6 +143,17 @@ def split_digits(mnist: Any, split: str) -> tuple[np.ndarray, np.ndarray, np.nda
     return mnist.train_images[sl], mnist.train_labels[sl], np.arange(n)[sl]
 
 
+def paste_fields(size: int, items) -> np.ndarray:
+    """Paste ``(patch, x, y)`` square fields into a black uint8 ``[size, size]`` image; where
+    fields overlap the brighter pixel wins (max compositing). ``(x, y)``: top-left pixel."""
+    image = np.zeros((size, size), np.uint8)
+    for patch, x, y in items:
+        p = patch.shape[0]
+        region = image[y:y + p, x:x + p]
+        np.maximum(region, patch, out=region)
+    return image
+
+
 @dataclass
 class Scene:
     """One generated scene: ``image`` uint8 ``[S, S]`` and its ground truth ``annotation``."""
@@ -254,12 +265,10 @@ class SceneGenerator:
 
     # ------------------------------------------------------------------ pixels
     def _render(self, index: int, rule: str, placements, params) -> Scene:
-        image = np.zeros((self.size, self.size), np.uint8)
-        p = self.patch
+        image = paste_fields(self.size, [(self.pool.patches[k], x, y)
+                                         for k, _, x, y in placements])
         boxes, classes, quadrants, sources = [], [], [], []
         for k, q, x, y in placements:
-            region = image[y:y + p, x:x + p]
-            np.maximum(region, self.pool.patches[k], out=region)
             ix0, iy0, ix1, iy1 = self.pool.ink[k]
             boxes.append([x + int(ix0), y + int(iy0), x + int(ix1), y + int(iy1)])
             classes.append(int(self.pool.labels[k]))

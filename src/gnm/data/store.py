@@ -38,7 +38,7 @@ from gnm.data.scenes import (
     target_tensors,
 )
 from gnm.errors import GNMError
-from gnm.io import atomic_write, atomic_write_bytes, atomic_write_json
+from gnm.io import atomic_write_bytes, atomic_write_json, atomic_write_npz
 from gnm.viz.grid import make_grid, save_png
 
 FORMATS = ("npz", "png")
@@ -90,13 +90,7 @@ def _write_shard(out: Path, fmt: str, shard: int, start: int, images: np.ndarray
     """Write one shard; return its manifest entry."""
     if fmt == "npz":
         path = out / "shards" / f"{shard:05d}.npz"
-        arrays = _arrays(images, annotations)
-
-        def write(p: Path) -> None:
-            with open(p, "wb") as f:  # a file object: np.savez would append ".npz" to a path
-                np.savez(f, **arrays)
-
-        atomic_write(path, write)
+        atomic_write_npz(path, **_arrays(images, annotations))
     else:
         hashes = []
         for k, image in enumerate(images):

@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from gnm.data.scenes import SceneGenerator
+from gnm.data.scenes import SceneGenerator, paste_fields
 
 KINDS: dict[str, tuple[str, ...]] = {
     "mnist4": ("wrong_order", "broken_symmetry", "missing_digit", "duplicated_class",
@@ -27,16 +27,6 @@ KINDS: dict[str, tuple[str, ...]] = {
     "mnist10": ("wrong_order", "broken_symmetry", "missing_digit", "duplicated_class",
                 "non_diagonal_swap", "garbled_digit", "blurred_digit"),
 }
-
-
-def _compose(size: int, items: list[tuple[np.ndarray, int, int]]) -> np.ndarray:
-    """Paste ``(patch, x, y)`` fields into a black ``[size, size]`` image (max compositing)."""
-    image = np.zeros((size, size), np.uint8)
-    for patch, x, y in items:
-        p = patch.shape[0]
-        region = image[y:y + p, x:x + p]
-        np.maximum(region, patch, out=region)
-    return image
 
 
 def _shift_inside(rng: np.random.Generator, x: int, y: int, lo: tuple[int, int], span: int,
@@ -106,15 +96,15 @@ def corrupted_scene(gen: SceneGenerator, index: int, kind: str) -> np.ndarray:
         garbled[: 4 * t, : 4 * t] = shuffled
         patches[victim] = garbled
     elif kind == "blurred_digit":
-        rest = _compose(size, [(patches[i], it[2], it[3])
+        rest = paste_fields(size, [(patches[i], it[2], it[3])
                                for i, it in enumerate(items) if i != victim])
-        alone = _compose(size, [(patches[victim], items[victim][2], items[victim][3])])
+        alone = paste_fields(size, [(patches[victim], items[victim][2], items[victim][3])])
         alone = alone.astype(float)
         peak = alone.max()
         blurred = ndimage.gaussian_filter(alone, sigma=3.0 * scale)
         blurred *= peak / max(blurred.max(), 1e-6)
         return np.maximum(rest, np.clip(blurred + 0.5, 0, 255).astype(np.uint8))
-    return _compose(size, [(patches[i], items[i][2], items[i][3]) for i in patches])
+    return paste_fields(size, [(patches[i], items[i][2], items[i][3]) for i in patches])
 
 
 def corrupted_batch(gen: SceneGenerator, indices, kind: str) -> np.ndarray:
