@@ -21,6 +21,8 @@ class TrainConfig:
     ckpt_every: int = 1000  # steps between checkpoints (the last step is always saved)
     sample_every: int = 1000  # steps between PNG grids of prior samples and reconstructions; 0: off
     sample_n: int = 16  # images per sample / reconstruction grid
+    judge_every: int = 0  # steps between S-Acc checks of prior samples (MNIST datasets); 0: off
+    judge_n: int = 200  # prior samples judged per S-Acc check (fixed seed; >= 20)
     keep_last: int = 3  # checkpoints kept on disk (older ones are deleted); <= 0 keeps all
     tensorboard: bool = True  # also log to RUN_DIR/tb when the tensorboard package is installed
     num_threads: int = 0  # torch CPU threads per process; 0 leaves torch's default

@@ -77,9 +77,10 @@ def step_seed(seed: int, rank: int, step: int) -> int:
 
 
 def _check_config(tc: TrainConfig) -> None:
-    for name in ("steps", "log_every", "ckpt_every", "sample_every", "sample_n", "num_threads"):
+    for name in ("steps", "log_every", "ckpt_every", "sample_every", "sample_n", "num_threads",
+                 "judge_every", "judge_n"):
         value = getattr(tc, name)
-        low = 1 if name in ("log_every", "ckpt_every") else 0
+        low = {"log_every": 1, "ckpt_every": 1, "judge_n": 20}.get(name, 0)
         if not isinstance(value, int) or isinstance(value, bool) or value < low:
             raise GNMError(f"train.{name}={value!r} must be an integer >= {low}.")
     if not (isinstance(tc.lr, (int, float)) and tc.lr > 0 and math.isfinite(tc.lr)):
@@ -156,6 +157,32 @@ def _write_samples(model: nn.Module, x: torch.Tensor, t: int, step: int, tc: Tra
                 logger.image("prior", step, make_grid(samples.float().clamp(0, 1)))
     finally:
         model.train(was_training)
+
+
+@torch.no_grad()
+def _judge_samples(model: nn.Module, dataset: str, step: int, tc: TrainConfig,
+                   device: torch.device) -> dict[str, Any]:
+    """S-Acc of ``tc.judge_n`` prior samples (generator seeded with ``tc.seed``) by the
+    project's judge: ``{"step", "sacc", "sacc_lo", "sacc_hi", "judge_n", "judge_s"}``."""
+    from gnm.eval.judge import judge_images
+
+    t0 = time.perf_counter()
+    was_training = model.training
+    model.eval()
+    try:
+        gen = torch.Generator(device=device).manual_seed(tc.seed)
+        images = torch.cat([model.sample(n, generator=gen).float().cpu()
+                            for n in _chunks(tc.judge_n, 100)])
+    finally:
+        model.train(was_training)
+    res = judge_images(images, dataset, progress=False)
+    return {"step": step, "sacc": res["sacc"], "sacc_lo": res["ci95"][0],
+            "sacc_hi": res["ci95"][1], "judge_n": res["n"],
+            "judge_s": time.perf_counter() - t0}
+
+
+def _chunks(n: int, size: int) -> list[int]:
+    return [min(size, n - i) for i in range(0, n, size)]
 
 
 def train(cfg: Config | None, out_dir: str | Path, resume: bool = False,
@@ -258,6 +285,14 @@ def train(cfg: Config | None, out_dir: str | Path, resume: bool = False,
         window_n, window_t0 = 0, time.perf_counter()
         last: dict[str, Any] = {}
 
+        judging = tc.judge_every > 0 and ctx.is_main and hasattr(model, "sample")
+        if judging:
+            from gnm.data.scenes import DATASETS
+
+            if cfg.data.dataset not in DATASETS:
+                raise GNMError(f"train.judge_every needs a dataset the judge knows "
+                               f"({', '.join(DATASETS)}), not {cfg.data.dataset!r}; set "
+                               "train.judge_every=0.")
         for t, batch in zip(range(start, tc.steps), loader, strict=False):
             step = t + 1  # optimiser steps done after this one
             seed_all(step_seed(tc.seed, ctx.rank, t))
@@ -303,6 +338,11 @@ def train(cfg: Config | None, out_dir: str | Path, resume: bool = False,
             sample_now = tc.sample_every and (step % tc.sample_every == 0 or step == tc.steps)
             if sample_now and ctx.is_main:
                 _write_samples(model, x, t, step, tc, logger, device)
+
+            if judging and (step % tc.judge_every == 0 or step == tc.steps):
+                record = _judge_samples(model, cfg.data.dataset, step, tc, device)
+                record["elapsed"] = elapsed0 + time.time() - t_start
+                logger.log(record)
 
             if step % tc.ckpt_every == 0 or step == tc.steps:
                 if ctx.is_main:
