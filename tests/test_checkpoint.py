@@ -124,8 +124,10 @@ def test_export_then_load_gives_identical_outputs(tmp_path, fake_mnist):
     sidecar = json.loads(out.with_suffix(".json").read_text())
     assert sidecar["step"] == 3 and Config.from_dict(sidecar["config"]) == tiny_config(
         "train.steps=3")
+    assert sidecar["elapsed"] > 0  # training wall-clock seconds
     with safe_open(str(out), framework="pt") as f:
         assert json.loads(f.metadata()["gnm_config"]) == sidecar["config"]
+        assert float(f.metadata()["gnm_elapsed"]) == sidecar["elapsed"]
 
     trained = result["model"].eval()
     x = tiny_dataset(fake_mnist)[0]["image"][None]

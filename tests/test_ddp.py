@@ -53,6 +53,25 @@ def test_two_gloo_processes_match_one_process_on_the_joined_batch(tmp_path):
     assert len(list_checkpoints(tmp_path / "two")) == 1  # only rank 0 saved
 
 
+def _limited_worker(rank: int, world: int, init_file: str, run_dir: str) -> None:
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank,
+                            world_size=world)
+    try:  # only rank 1 runs out of time (at its first step); rank 0 must stop with it
+        limit = 1e-9 if rank == 1 else 1e6
+        train(tiny_config("train.steps=50", f"train.time_limit_s={limit}"), run_dir,
+              model=tiny_model(), dataset=tiny_dataset())
+    finally:
+        dist.destroy_process_group()
+
+
+def test_time_limit_of_one_rank_stops_every_rank_at_the_same_step(tmp_path):
+    mp.spawn(_limited_worker, args=(2, str(tmp_path / "rendezvous"), str(tmp_path / "run")),
+             nprocs=2, join=True)  # a rank that went on alone would hang in all_reduce
+    assert load_checkpoint(tmp_path / "run")["step"] == 1
+    assert [r["step"] for r in read_metrics(tmp_path / "run")] == [1]
+
+
 def test_ranks_get_distinct_equal_slices_that_join_to_the_global_batch():
     whole = StepBatchSampler(48, 12, seed=1, start_step=0, end_step=8)
     ranks = [StepBatchSampler(48, 12, seed=1, start_step=0, end_step=8, rank=r, world_size=3)

@@ -314,3 +314,35 @@ def test_judge_every_needs_a_judged_dataset(tmp_path, fake_mnist):
     cfg = tiny_config("train.judge_every=2", "data.dataset=arrow")
     with pytest.raises(GNMError, match="judge_every"):
         train(cfg, tmp_path, model=tiny_model(), dataset=tiny_dataset(fake_mnist))
+
+
+def test_time_limit_stops_after_the_step_that_exceeds_it(tmp_path, fake_mnist, monkeypatch):
+    """A fake clock that advances 1 s per read: the limit is crossed at a known step, which is
+    then checkpointed, logged, sampled and judged like a last step."""
+    import gnm.train.trainer as trainer_mod
+
+    clock = iter(range(10**6))
+    monkeypatch.setattr(trainer_mod.time, "time", lambda: float(next(clock)))
+    model = tiny_model()
+    cfg = tiny_config("train.steps=100", "train.log_every=50", "train.ckpt_every=50",
+                      "train.sample_every=50", "train.sample_n=4", "train.judge_every=50",
+                      "train.judge_n=20", "train.time_limit_s=6")
+    result = train(cfg, tmp_path, model=model, dataset=tiny_dataset(fake_mnist))
+    stopped = result["step"]
+    assert 1 <= stopped < 10  # a few clock reads per step: far fewer than 100 steps
+    assert [p.name for p in list_checkpoints(tmp_path)] == [f"step_{stopped:08d}.pt"]
+    records = read_metrics(tmp_path)
+    assert [r["step"] for r in records if "elbo" in r] == [stopped]
+    assert [r["step"] for r in records if "sacc" in r] == [stopped]
+    assert (tmp_path / "samples" / f"step_{stopped:08d}_prior.png").exists()
+    assert result["metrics"]["step"] == stopped
+    assert load_checkpoint(tmp_path)["step"] == stopped
+
+
+def test_time_limit_off_and_bad_values(tmp_path, fake_mnist):
+    cfg = tiny_config("train.steps=3", "train.time_limit_s=0")
+    assert train(cfg, tmp_path / "a", model=tiny_model(),
+                 dataset=tiny_dataset(fake_mnist))["step"] == 3
+    cfg = tiny_config("train.time_limit_s=-1")
+    with pytest.raises(GNMError, match="time_limit_s"):
+        train(cfg, tmp_path / "b", model=tiny_model(), dataset=tiny_dataset(fake_mnist))

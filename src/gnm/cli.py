@@ -228,18 +228,44 @@ def _register_eval(sub: argparse._SubParsersAction) -> None:
 
 # --------------------------------------------------------------------------- demo
 def _cmd_demo(args: argparse.Namespace) -> int:
+    if args.threads < 0:
+        raise GNMError(f"--threads {args.threads} must be >= 0 (0: torch's default).")
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    if args.train:
+        from gnm.demo_train import run_demo_training
+
+        if args.model is not None:
+            raise GNMError("--model and --train exclude each other: --train shows the model it "
+                           "trains.")
+        run_demo_training(args.out or "out/demo-train", minutes=args.minutes, n=args.n,
+                          seed=args.seed, data_dir=args.data_dir, size=args.size)
+        return 0
     from gnm.demo import run_demo
 
-    report = run_demo(args.out, data_dir=args.data_dir, size=args.size)
-    print(f"demo written: {report}")
+    run_demo(args.out or "out/demo", model=args.model, n=args.n, seed=args.seed,
+             data_dir=args.data_dir, size=args.size)
     return 0
 
 
 @command
 def _register_demo(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="run the demo on the default embedded setup")
-    p.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
-    p.add_argument("--size", type=int, default=128, help="image side in pixels")
+    p = sub.add_parser("demo", help="a pretrained GNM at work (or --train one): one HTML report")
+    p.add_argument("--out", default=None,
+                   help="output folder (default out/demo, with --train out/demo-train)")
+    p.add_argument("--model", default=None, help="run directory, checkpoint (.pt) or weights "
+                   "(.safetensors) to show (default: the bundled MNIST-4 model)")
+    p.add_argument("--n", type=int, default=200, help="prior samples judged (default 200)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--size", type=int, default=128, help="dataset previews' side in pixels")
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch CPU threads (default 0: torch's default, one per core)")
+    p.add_argument("--train", action="store_true",
+                   help="train a small model from scratch first, then show it")
+    p.add_argument("--minutes", type=float, default=5.0,
+                   help="with --train: wall-clock minutes of training (default 5)")
     _data_dir_arg(p)
     p.set_defaults(func=_cmd_demo)
 

@@ -1,37 +1,299 @@
-"""The README's demo: what the project can show on the default embedded setup.
+"""``gnm demo``: a pretrained GNM at work, written to one HTML page with its pictures.
 
-Until a trained model ships, the demo fetches and verifies MNIST, generates scenes of each
-dataset on the fly, and writes a preview grid per dataset plus a small HTML page.
+:func:`run_demo` loads the bundled MNIST-4 model (``gnm/assets/models/mnist4.safetensors``, or
+any run directory / checkpoint / weights file), samples scenes from its prior and has the
+project's judge score their structure (S-Acc with a 95% interval and the failure reasons),
+decomposes test scenes into objects, draws the paper's pictures (:mod:`gnm.viz.figures`) and
+dataset previews, and writes ``OUT/index.html`` plus ``OUT/demo.json`` (the same numbers for
+machines). ``gnm demo --train`` (:mod:`gnm.demo_train`) trains a small model first.
+
+Every stage prints one progress line with its wall-clock seconds; the page reports them too.
 """
 
 from __future__ import annotations
 
-import html
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import torch
 
 from gnm.data.mnist import load_mnist
-from gnm.data.scenes import DATASETS, SceneGenerator
-from gnm.io import atomic_write_bytes
+from gnm.data.scenes import DATASETS, SceneDataset, SceneGenerator
+from gnm.errors import GNMError
+from gnm.eval.judge import judge_images
+from gnm.io import atomic_write_json
+from gnm.sampling import sample_images
+from gnm.train.checkpoint import load_checkpoint, load_config, load_model
+from gnm.viz import report
+from gnm.viz.figures import all_figures, draw_boxes
 from gnm.viz.grid import make_grid, save_png
 
+DEFAULT_MODEL = "mnist4.safetensors"
+MIN_N = 20  # the judge needs at least this many samples for an interval
+TEST_SCENES = 64  # test scenes decomposed to count inferred objects
+JUDGED_SHOWN = 48  # judged samples shown with their verdict
 
-def run_demo(out: str | Path = "out/demo", data_dir: str | None = None, size: int = 128,
-             n: int = 16, seed: int = 0) -> Path:
-    """Write ``out/<dataset>.png`` (``n`` test scenes each) and ``out/index.html``; return it."""
-    out = Path(out)
-    mnist = load_mnist(data_dir)
-    rows = []
+#: Each dataset's rule in a few words (for the judged-samples caption).
+RULES = {
+    "mnist4": "4 digits, one per quadrant, d, d+1, d+2, d+3 clockwise, mirrored positions",
+    "mnist10": "10 digits, the class sets {0,1}, {2,3,4}, {8,9}, {5,6,7} one per quadrant, "
+               "{0,1} diagonal to {8,9}, 0/8 and 1/9 at the same place in their quadrants",
+    "mnist4_10": "either the MNIST-4 or the MNIST-10 rule",
+}
+CAPTIONS = {
+    "prior_samples": "64 scenes sampled from the prior p(z_g) p(z_s|z_g) (the paper's Fig. 2): "
+                     "no input image, the model invents the whole scene.",
+    "decomposition": "Test scenes decomposed (Fig. 3): the input with a green box per object "
+                     "the model infers, its reconstruction, then each object's layer (largest "
+                     "presence first).",
+    "reconstructions": "Test scenes (odd rows) and their reconstructions (even rows).",
+    "object_traversal_where": "One object's horizontal position (z_where shift x) varied from "
+                              "left to right while the rest of the scene stays (Fig. 5, left).",
+    "object_traversal_what": "One object's appearance (z_what dimension 0) varied; the other "
+                             "objects stay.",
+    "global_traversal": "One dimension of the global latent z_g varied for 4 test scenes' z_g "
+                        "(Fig. 5, right): the whole scene changes together.",
+    "resample_posterior": "z_g inferred from the test scene on the left and kept fixed; each "
+                          "further picture draws a new structure z_s ~ p(z_s|z_g) (Fig. 10).",
+    "resample_prior": "z_g drawn from the prior and kept fixed per row; z_s resampled for each "
+                      "picture (Fig. 11).",
+}
+
+
+def default_model_path() -> Path:
+    """Where the bundled pretrained MNIST-4 model lives inside the installed package."""
+    import gnm
+
+    return Path(gnm.__file__).resolve().parent / "assets" / "models" / DEFAULT_MODEL
+
+
+def resolve_model(model: str | Path | None) -> Path:
+    """The model to show: ``model`` (run directory, checkpoint or weights) or the bundled one;
+    raises :class:`GNMError` naming the missing file and how to get a model."""
+    path = Path(model) if model is not None else default_model_path()
+    if path.exists():
+        return path
+    if model is None:
+        raise GNMError(f"the pretrained model {path} is not in this install; train one in a few "
+                       "minutes with `gnm demo --train` and pass the weights it writes "
+                       "(--model out/demo-train/model/mnist4.safetensors), or pass any run "
+                       "directory, checkpoint or .safetensors file with --model.")
+    raise GNMError(f"--model {path} does not exist; pass a run directory, a checkpoint (.pt) or "
+                   "a .safetensors file (e.g. from `gnm demo --train`).")
+
+
+class Stages:
+    """Prints one line ``[i/total] what ... 1.2 s`` per stage and keeps each stage's seconds.
+
+    A stage that prints on its own (``talks=True``, e.g. training with its progress bar) gets
+    its start line and a separate end line instead."""
+
+    def __init__(self, total: int, quiet: bool = False) -> None:
+        self.total, self.quiet, self.done = total, quiet, 0
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, what: str, talks: bool = False) -> Iterator[None]:
+        self.done += 1
+        head = f"[{self.done}/{self.total}] {what} ..."
+        if not self.quiet:
+            print(head, end="\n" if talks else "", flush=True)
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[what] = time.perf_counter() - t0
+            if not self.quiet:
+                print(f"{head if talks else ''} {self.seconds[what]:.1f} s", flush=True)
+
+
+def training_facts(path: Path) -> dict[str, Any]:
+    """``{"steps", "seconds"}`` of training stored with a model file (None where unknown)."""
+    facts: dict[str, Any] = {"steps": None, "seconds": None}
+    if path.suffix == ".safetensors":
+        sidecar = path.with_suffix(".json")
+        meta: dict[str, Any] = {}
+        if sidecar.is_file():
+            meta = json.loads(sidecar.read_text())
+        else:
+            from safetensors import safe_open
+
+            with safe_open(str(path), framework="pt") as f:
+                raw = dict(f.metadata() or {})
+            meta = {"step": raw.get("gnm_step"), "elapsed": raw.get("gnm_elapsed")}
+        facts["steps"] = int(meta["step"]) if meta.get("step") is not None else None
+        facts["seconds"] = float(meta["elapsed"]) if meta.get("elapsed") is not None else None
+    else:
+        state = load_checkpoint(path)
+        facts = {"steps": int(state["step"]), "seconds": float(state.get("elapsed", 0.0))}
+    return facts
+
+
+def describe_model(path: Path, model: torch.nn.Module, cfg: Any) -> dict[str, Any]:
+    """What the report says about the model: file, name, size, data and training."""
+    facts = training_facts(path)
+    return {"file": str(path), "model": cfg.model.name, "dataset": cfg.data.dataset,
+            "image_px": cfg.data.size, "parameters": sum(p.numel() for p in model.parameters()),
+            "training_steps": facts["steps"], "training_seconds": facts["seconds"],
+            "optimizer": cfg.train.optimizer, "lr": cfg.train.lr,
+            "batch_size": cfg.train.batch_size}
+
+
+def judged_grid(images: np.ndarray, verdicts: list[dict[str, Any]], path: Path,
+                k: int = JUDGED_SHOWN) -> None:
+    """The first ``k`` samples (uint8 ``[N, H, W, C]``) framed green (judge accepts) or red."""
+    imgs = images[:k]
+    rgb = np.repeat(imgs, 3, axis=-1) if imgs.shape[-1] == 1 else imgs
+    n, h, w, _ = rgb.shape
+    ok = np.array([[v["ok"]] for v in verdicts[:n]], bool)
+    for inset in (0, 1):  # a 2-px frame
+        frame = np.tile(np.array([[inset, inset, w - inset, h - inset]], float), (n, 1, 1))
+        rgb = draw_boxes(draw_boxes(rgb, frame, ok), frame, ~ok, colour=(255, 40, 40))
+    save_png(make_grid(rgb, nrow=min(8, n)), path)
+
+
+@torch.no_grad()
+def model_sections(model: torch.nn.Module, cfg: Any, out: Path, n: int, seed: int, mnist: Any,
+                   stages: Stages) -> tuple[list[str], dict[str, Any]]:
+    """Sample, judge, decompose and draw (3 stages); the report's sections and the numbers."""
+    dataset = cfg.data.dataset
+    with stages(f"sampling {n} scenes from the prior"):
+        images = sample_images(model, n, seed=seed, progress=False)  # uint8 [n, H, W, C]
+    with stages(f"judging the {n} samples (S-Acc)"):
+        res = judge_images(images, dataset, progress=False)
+        judged_grid(images, res["verdicts"], out / "judged_samples.png")
+    with stages("decomposing test scenes and drawing the pictures"):
+        ds = SceneDataset(dataset, "test", cfg.data.size, seed=seed, mnist=mnist)
+        items = [ds[i] for i in range(TEST_SCENES)]
+        x = torch.stack([it["image"] for it in items])
+        inferred = model.decompose(x)["presence"].sum(1).float().mean().item()
+        all_figures(model, x[:16], out, seed=seed)
+    metrics = {
+        "dataset": dataset, "sacc": res["sacc"], "ci95": res["ci95"], "n": res["n"],
+        "sacc_strict": res["sacc_strict"], "reasons": res["reasons"],
+        "objects_per_sample": float(np.mean([v["n_objects"] for v in res["verdicts"]])),
+        "objects_inferred_per_test_scene": inferred,
+        "objects_true_per_test_scene": float(np.mean([int(it["n_objects"]) for it in items])),
+    }
+    return _sections(out, metrics), metrics
+
+
+def _sections(out: Path, m: dict[str, Any]) -> list[str]:
+    fails = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in m["reasons"].items()
+                      if v and k != "ok") or "none"
+    lo, hi = m["ci95"]
+    rows = [
+        ("S-Acc (share of samples that follow the scene rule)", f"{m['sacc']:.3f}"),
+        ("95% confidence interval (Wilson)", f"{lo:.3f} - {hi:.3f}"),
+        ("samples judged (n)", m["n"]),
+        ("strict S-Acc (every label is the judge's top digit)", f"{m['sacc_strict']:.3f}"),
+        ("why the others fail (count)", fails),
+        ("objects per prior sample (found by the judge)", f"{m['objects_per_sample']:.2f}"),
+        (f"objects inferred per test scene (z_pres, {TEST_SCENES} scenes)",
+         f"{m['objects_inferred_per_test_scene']:.2f}"),
+        ("objects per test scene (ground truth)", f"{m['objects_true_per_test_scene']:.2f}"),
+    ]
+    fig = report.figure
+    return [
+        report.section("Scene-structure accuracy", report.table(rows, ("metric", "value")),
+                       fig(out, "judged_samples.png", f"The first {JUDGED_SHOWN} judged prior "
+                           "samples: green frame = the judge accepts the scene "
+                           f"({RULES.get(m['dataset'], 'the rule')}), red = rejected."),
+                       intro=f"The project's automatic judge checks each of {m['n']} prior "
+                       f"samples against the {m['dataset']} rule."),
+        report.section("Samples from the prior",
+                       fig(out, "prior_samples.png", CAPTIONS["prior_samples"])),
+        report.section("Decomposition into objects",
+                       *(fig(out, f"{k}.png", CAPTIONS[k])
+                         for k in ("decomposition", "reconstructions"))),
+        report.section("Traversals", *(fig(out, f"{k}.png", CAPTIONS[k]) for k in (
+            "object_traversal_where", "object_traversal_what", "global_traversal"))),
+        report.section("Resampling the structure z_s with z_g fixed",
+                       *(fig(out, f"{k}.png", CAPTIONS[k])
+                         for k in ("resample_posterior", "resample_prior"))),
+    ]
+
+
+def write_previews(out: Path, mnist: Any, size: int = 128, n: int = 16,
+                   seed: int = 0) -> str:
+    """``OUT/<dataset>.png`` (``n`` test scenes of each dataset); returns the HTML section."""
+    figs = []
     for name in DATASETS:
         gen = SceneGenerator(name, "test", size, seed, mnist=mnist)
         images, annotations = gen.batch(range(n))
         save_png(make_grid(images, nrow=int(np.ceil(np.sqrt(n)))), out / f"{name}.png")
-        rules = sorted({a["rule"] for a in annotations})
-        rows.append(f"<h2>{html.escape(name)}</h2><p>{n} test scenes, {size}px, rules: "
-                    f"{', '.join(rules)}</p><img src='{name}.png' style='image-rendering:"
-                    "pixelated;width:512px'>")
-    page = ("<!doctype html><meta charset='utf-8'><title>gnm demo</title>"
-            "<h1>gnm: scene datasets</h1>" + "".join(rows))
-    atomic_write_bytes(out / "index.html", page.encode())
-    return out / "index.html"
+        rules = ", ".join(sorted({a["rule"] for a in annotations}))
+        figs.append(report.figure(out, f"{name}.png", f"{name}: {n} test scenes at {size} px "
+                                  f"(rules: {rules}).", scale=1.0))
+    return report.section("The datasets", *figs, intro="Real scenes of each dataset the "
+                          "project generates (what the models learn from).")
+
+
+def model_table(info: dict[str, Any]) -> str:
+    """The model section: file, architecture size and how it was trained."""
+    steps, secs = info["training_steps"], info["training_seconds"]
+    rows = [("file", info["file"]), ("model", info["model"]),
+            ("parameters", f"{info['parameters']:,}"),
+            ("data", f"{info['dataset']}, {info['image_px']} px"),
+            ("training steps", f"{steps:,}" if steps is not None else "unknown"),
+            ("training wall-clock", f"{secs / 60:.1f} min" if secs else "unknown"),
+            ("optimiser", f"{info['optimizer']}, lr {info['lr']:g}, batch {info['batch_size']}")]
+    return report.section("Model", report.table(rows))
+
+
+def timing_table(stages: Stages, total_s: float) -> str:
+    """The demo's own wall-clock, per stage and in total."""
+    rows = [(what, f"{s:.1f} s") for what, s in stages.seconds.items()]
+    rows.append(("total", f"{total_s:.1f} s on {torch.get_num_threads()} torch thread(s), "
+                          "after Python and torch started"))
+    return report.section("Wall-clock of this demo", report.table(rows, ("stage", "time")))
+
+
+def run_demo(out: str | Path = "out/demo", model: str | Path | None = None, n: int = 200,
+             seed: int = 0, data_dir: str | None = None, size: int = 128,
+             quiet: bool = False) -> Path:
+    """Write the demo of a trained model (default: the bundled one) to ``out``; return
+    ``out/index.html``. ``n`` prior samples are judged; ``size`` is the previews' side (px)."""
+    t0 = time.perf_counter()
+    if n < MIN_N:
+        raise GNMError(f"--n {n} is too few samples for an S-Acc interval; use at least {MIN_N}.")
+    path, out = resolve_model(model), Path(out)
+    stages = Stages(7, quiet)
+    with stages(f"loading the model {path.name}"):
+        cfg = load_config(path)
+        net = load_model(path)
+        info = describe_model(path, net, cfg)
+    with stages("loading MNIST digits"):
+        mnist = load_mnist(data_dir)
+    blocks, metrics = model_sections(net, cfg, out, n, seed, mnist, stages)
+    with stages("dataset previews"):
+        previews = write_previews(out, mnist, size, seed=seed)
+    total = time.perf_counter() - t0
+    with stages("writing the report"):
+        page = write_demo_page(out, info, metrics, [*blocks, previews], stages, total)
+    if not quiet:
+        print(f"demo done in {time.perf_counter() - t0:.1f} s "
+              f"({torch.get_num_threads()} torch thread(s)): {page}")
+    return page
+
+
+def write_demo_page(out: Path, info: dict[str, Any], metrics: dict[str, Any],
+                    blocks: list[str], stages: Stages, total_s: float,
+                    title: str = "gnm demo: a pretrained GNM") -> Path:
+    """``out/index.html`` (model, metrics, pictures, timings) and ``out/demo.json``."""
+    atomic_write_json(out / "demo.json", {"model": info, "metrics": metrics,
+                                          "stage_seconds": stages.seconds,
+                                          "total_seconds": total_s,
+                                          "torch_threads": torch.get_num_threads()})
+    lo, hi = metrics["ci95"]
+    subtitle = (f"{info['dataset']} scenes; S-Acc {metrics['sacc']:.3f} (95% CI {lo:.3f}-"
+                f"{hi:.3f}, n={metrics['n']}); made in {total_s:.1f} s. Numbers also in "
+                "demo.json.")
+    return report.write_page(out / "index.html", title,
+                             [model_table(info), *blocks, timing_table(stages, total_s)],
+                             subtitle)

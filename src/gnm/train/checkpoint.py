@@ -199,8 +199,9 @@ def load_config(path: str | Path) -> Config:
 def export_weights(run_dir_or_ckpt: str | Path, out_path: str | Path) -> Path:
     """Write the model weights of a run (newest checkpoint) or checkpoint as safetensors.
 
-    The config goes into the safetensors metadata (key ``gnm_config``) and into
-    ``out_path`` with suffix ``.json``. Returns the path written.
+    The config, the step and the training wall-clock seconds go into the safetensors metadata
+    (keys ``gnm_config``, ``gnm_step``, ``gnm_elapsed``) and into ``out_path`` with suffix
+    ``.json`` (keys ``config``, ``step``, ``elapsed``). Returns the path written.
     """
     out_path = Path(out_path)
     if not _is_safetensors(out_path):
@@ -211,10 +212,13 @@ def export_weights(run_dir_or_ckpt: str | Path, out_path: str | Path) -> Path:
     # Clone: safetensors refuses tensors that share memory (e.g. tied weights).
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in state["model"].items()}
     config_json = json.dumps(state["config"])
-    meta = {"format": "gnm-weights", "gnm_config": config_json, "gnm_step": str(state["step"])}
+    elapsed = float(state.get("elapsed", 0.0))  # training wall-clock seconds
+    meta = {"format": "gnm-weights", "gnm_config": config_json, "gnm_step": str(state["step"]),
+            "gnm_elapsed": repr(elapsed)}
     atomic_write_bytes(out_path, save(tensors, metadata=meta))
     atomic_write_json(out_path.with_suffix(".json"),
-                      {"format": "gnm-weights", "step": state["step"], "config": state["config"]})
+                      {"format": "gnm-weights", "step": state["step"], "elapsed": elapsed,
+                       "config": state["config"]})
     return out_path
 
 

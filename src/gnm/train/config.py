@@ -23,6 +23,8 @@ class TrainConfig:
     sample_n: int = 16  # images per sample / reconstruction grid
     judge_every: int = 0  # steps between S-Acc checks of prior samples (MNIST datasets); 0: off
     judge_n: int = 200  # prior samples judged per S-Acc check (fixed seed; >= 20)
+    time_limit_s: float = 0.0  # stop after the step at which this train() call has run this many
+    # wall-clock seconds (checkpoint, metrics, samples and judge as at the last step); 0: off
     keep_last: int = 3  # checkpoints kept on disk (older ones are deleted); <= 0 keeps all
     tensorboard: bool = True  # also log to RUN_DIR/tb when the tensorboard package is installed
     num_threads: int = 0  # torch CPU threads per process; 0 leaves torch's default

@@ -85,6 +85,11 @@ def _check_config(tc: TrainConfig) -> None:
             raise GNMError(f"train.{name}={value!r} must be an integer >= {low}.")
     if not (isinstance(tc.lr, (int, float)) and tc.lr > 0 and math.isfinite(tc.lr)):
         raise GNMError(f"train.lr={tc.lr!r} must be a positive number.")
+    limit = tc.time_limit_s
+    if isinstance(limit, bool) or not isinstance(limit, (int, float)) or not limit >= 0 \
+            or math.isinf(limit):
+        raise GNMError(f"train.time_limit_s={limit!r} must be a number of seconds >= 0 "
+                       "(0: no limit).")
 
 
 def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -202,6 +207,10 @@ def train(cfg: Config | None, out_dir: str | Path, resume: bool = False,
         dataset: items are dicts with ``image`` ``[C, S, S]`` in [0, 1] (or tensors/tuples);
             default: on-the-fly :class:`~gnm.data.scenes.SceneDataset` train scenes of ``cfg.data``.
 
+    With ``train.time_limit_s > 0`` the run also ends after the step at which this call has run
+    that many wall-clock seconds; that step is treated as the last one (metrics record, samples,
+    S-Acc check and checkpoint), so ``--resume`` continues from it.
+
     Returns:
         ``{"run_dir", "step", "checkpoint", "metrics", "model"}``: the steps done, the newest
         checkpoint's path, the last metrics record and the trained (unwrapped) model.
@@ -210,6 +219,7 @@ def train(cfg: Config | None, out_dir: str | Path, resume: bool = False,
         GNMError: on a non-finite loss term or gradient (naming the step and the term; the
             newest checkpoint is left as it was), and on unusable settings.
     """
+    t_call = time.time()  # train.time_limit_s counts from here
     run_dir = Path(out_dir)
     latest = latest_checkpoint(run_dir)
     if latest is not None and not resume:
@@ -275,7 +285,9 @@ def train(cfg: Config | None, out_dir: str | Path, resume: bool = False,
             run_dir.mkdir(parents=True, exist_ok=True)
             atomic_write_json(run_dir / "config.json", to_dict(cfg))
             truncate_metrics(run_dir, start)
-        logger = RunLogger(run_dir, ctx.is_main, tc.tensorboard, tc.progress, tc.steps, start)
+        # A time-limited run usually stops long before tc.steps: show no misleading ETA.
+        logger = RunLogger(run_dir, ctx.is_main, tc.tensorboard, tc.progress,
+                           None if tc.time_limit_s > 0 else tc.steps, start)
 
         params = [p for p in model.parameters() if p.requires_grad]
         max_norm = tc.grad_clip if tc.grad_clip and tc.grad_clip > 0 else math.inf
@@ -284,6 +296,7 @@ def train(cfg: Config | None, out_dir: str | Path, resume: bool = False,
         window: dict[str, float] = {}
         window_n, window_t0 = 0, time.perf_counter()
         last: dict[str, Any] = {}
+        done = start
 
         judging = tc.judge_every > 0 and ctx.is_main and hasattr(model, "sample")
         if judging:
@@ -306,9 +319,15 @@ def train(cfg: Config | None, out_dir: str | Path, resume: bool = False,
             # One host sync per step: every scalar term and the gradient norm, rank-averaged.
             scalars = _scalars(out, device)
             names = [*scalars, "grad_norm"]
-            vec = torch.stack([*scalars.values(), grad_norm.detach().float().reshape(())])
-            values = dict(zip(names, distributed.all_reduce_mean_(vec, ctx).tolist(),
+            vec = [*scalars.values(), grad_norm.detach().float().reshape(())]
+            if tc.time_limit_s > 0:  # reduced with the rest, so every rank stops at one step
+                over = time.time() - t_call > tc.time_limit_s
+                names.append("_over_time")
+                vec.append(torch.tensor(float(over), device=device))
+            values = dict(zip(names, distributed.all_reduce_mean_(torch.stack(vec), ctx).tolist(),
                               strict=True))
+            final = step == tc.steps or values.pop("_over_time", 0.0) > 0
+            names = [k for k in names if k != "_over_time"]
             bad = [k for k in names if not math.isfinite(values[k])]
             if bad:
                 terms = [k for k in bad if k != "grad_norm"]
@@ -324,7 +343,8 @@ def train(cfg: Config | None, out_dir: str | Path, resume: bool = False,
             window_n += 1
             logger.advance({k: values[k] for k in ("loss", "elbo") if k in values})
 
-            if step % tc.log_every == 0 or step == tc.steps:
+            done = step
+            if step % tc.log_every == 0 or final:
                 now = time.perf_counter()
                 record = {"step": step, "time": time.time(),
                           "elapsed": elapsed0 + time.time() - t_start}
@@ -335,23 +355,25 @@ def train(cfg: Config | None, out_dir: str | Path, resume: bool = False,
                 last = record
                 window, window_n, window_t0 = {}, 0, now
 
-            sample_now = tc.sample_every and (step % tc.sample_every == 0 or step == tc.steps)
+            sample_now = tc.sample_every and (step % tc.sample_every == 0 or final)
             if sample_now and ctx.is_main:
                 _write_samples(model, x, t, step, tc, logger, device)
 
-            if judging and (step % tc.judge_every == 0 or step == tc.steps):
+            if judging and (step % tc.judge_every == 0 or final):
                 record = _judge_samples(model, cfg.data.dataset, step, tc, device)
                 record["elapsed"] = elapsed0 + time.time() - t_start
                 logger.log(record)
 
-            if step % tc.ckpt_every == 0 or step == tc.steps:
+            if step % tc.ckpt_every == 0 or final:
                 if ctx.is_main:
                     newest = str(save_checkpoint(
                         run_dir, step, model, optimizer, cfg, {**data_order, "step": step},
                         elapsed0 + time.time() - t_start, tc.keep_last))
                 else:
                     newest = str(run_dir / "checkpoints" / f"step_{step:08d}.pt")
-        return {"run_dir": str(run_dir), "step": max(start, tc.steps), "checkpoint": newest,
+            if final:
+                break
+        return {"run_dir": str(run_dir), "step": done, "checkpoint": newest,
                 "metrics": last, "model": model}
     finally:
         if logger is not None:

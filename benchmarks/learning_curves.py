@@ -1,0 +1,67 @@
+"""Learning curves of training runs: S-Acc and ELBO against wall-clock minutes, as one PNG.
+
+Reads each run's ``metrics.jsonl`` (judge records carry ``sacc`` and ``elapsed`` seconds; the
+window records ``elbo``, ``num_objects`` and ``elapsed``), draws two panels side by side (S-Acc
+vs minutes, ELBO vs minutes; one line per run, labelled by the run directory's name), and prints
+the final values as JSON and as a Markdown table.
+
+    python benchmarks/learning_curves.py runs/a runs/b --out docs/img/learning_curves.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from gnm.errors import GNMError
+from gnm.train.logger import read_metrics
+from gnm.viz.curves import final_values, learning_curves
+
+
+def _fmt(value: object, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def markdown(finals: dict[str, dict]) -> str:
+    """The final values per run as a Markdown table."""
+    lines = ["| run | steps | minutes | ELBO (nats) | objects | S-Acc | S-Acc 95% CI |",
+             "|---|---:|---:|---:|---:|---:|---|"]
+    for name, f in finals.items():
+        ci = f["sacc_ci95"]
+        lines.append(f"| {name} | {_fmt(f['step'], 'd')} | {_fmt(f['minutes'], '.1f')} | "
+                     f"{_fmt(f['elbo'], '.1f')} | {_fmt(f['num_objects'], '.2f')} | "
+                     f"{_fmt(f['sacc'], '.3f')} | "
+                     f"{'-' if ci is None else f'{ci[0]:.3f}-{ci[1]:.3f}'} |")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse arguments, draw the curves, print the final values; returns the exit status."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("runs", nargs="+", help="run directories (each holding metrics.jsonl)")
+    p.add_argument("--out", default="docs/img/learning_curves.png", help="output PNG")
+    args = p.parse_args(argv)
+    try:
+        runs = {}
+        for run in args.runs:
+            records = read_metrics(run)
+            if not records:
+                raise GNMError(f"{Path(run) / 'metrics.jsonl'} is missing or empty; pass run "
+                               "directories written by gnm train.")
+            name = Path(run).resolve().name
+            runs[name if name not in runs else run] = records
+        learning_curves(runs, keys=("sacc", "elbo"), path=args.out)
+    except GNMError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finals = {name: final_values(records) for name, records in runs.items()}
+    print(json.dumps({"out": str(args.out), "final": finals}, indent=1))
+    print(markdown(finals))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,79 @@
+"""Learning curves of training runs against wall-clock minutes, from their ``metrics.jsonl``.
+
+The trainer logs two kinds of records (:mod:`gnm.train.trainer`): window means every
+``log_every`` steps (``elbo`` in nats per image, ``num_objects``, ``elapsed`` seconds, ...) and,
+with ``train.judge_every``, judge records (``sacc`` with ``sacc_lo`` / ``sacc_hi``, ``elapsed``).
+:func:`curve` picks one key out of either kind; :func:`learning_curves` draws one panel per key
+with one line per run, side by side, as one PNG.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gnm.errors import GNMError
+from gnm.viz.plot import line_chart, side_by_side
+
+#: Panel settings per metric key: title, y label, fixed y range (None: the data's).
+PANELS: dict[str, tuple[str, str, tuple[float, float] | None]] = {
+    "sacc": ("S-Acc of prior samples (judge)", "S-Acc", (0.0, 1.0)),
+    "elbo": ("ELBO (training batches)", "nats per image", None),
+    "num_objects": ("objects per scene (inferred, training batches)", "objects", None),
+}
+
+Records = Sequence[Mapping[str, Any]]
+
+
+def curve(records: Records, key: str) -> tuple[list[float], list[float]]:
+    """``(minutes, values)`` of ``key`` over the records that carry it and ``elapsed`` (s)."""
+    xs, ys = [], []
+    for r in records:
+        if key in r and "elapsed" in r and isinstance(r[key], (int, float)):
+            xs.append(float(r["elapsed"]) / 60.0)
+            ys.append(float(r[key]))
+    return xs, ys
+
+
+def final_values(records: Records) -> dict[str, Any]:
+    """The last logged value of each curve key, with the step and minutes it was logged at:
+    ``{"step", "minutes", "elbo", "num_objects", "sacc", "sacc_ci95"}`` (None when never logged)."""
+    out: dict[str, Any] = {"step": None, "minutes": None, "elbo": None, "num_objects": None,
+                           "sacc": None, "sacc_ci95": None}
+    for r in records:
+        if "step" in r:
+            out["step"] = max(out["step"] or 0, int(r["step"]))
+        if "elapsed" in r:
+            out["minutes"] = max(out["minutes"] or 0.0, float(r["elapsed"]) / 60.0)
+        for key in ("elbo", "num_objects", "sacc"):
+            if key in r:
+                out[key] = float(r[key])
+        if "sacc_lo" in r and "sacc_hi" in r:
+            out["sacc_ci95"] = [float(r["sacc_lo"]), float(r["sacc_hi"])]
+    return out
+
+
+def learning_curves(runs: Mapping[str, Records], keys: Sequence[str] = ("sacc", "elbo"),
+                    path: str | Path | None = None,
+                    panel_size: tuple[int, int] = (560, 380)) -> np.ndarray:
+    """One panel per metric ``key`` (see :data:`PANELS`) against wall-clock minutes, one line
+    per run (``{label: records}``), side by side, all on one time axis from 0; uint8
+    ``[H, W, 3]``, written to ``path``."""
+    unknown = [k for k in keys if k not in PANELS]
+    if unknown:
+        raise GNMError(f"no learning-curve panel for {', '.join(unknown)}; known: "
+                       f"{', '.join(PANELS)}.")
+    if not runs:
+        raise GNMError("learning_curves needs at least one run.")
+    ends = [x for records in runs.values() for key in keys for x in curve(records, key)[0]]
+    xlim = (0.0, max(ends)) if ends and max(ends) > 0 else None  # one time axis for all panels
+    panels = []
+    for key in keys:
+        title, ylabel, ylim = PANELS[key]
+        series = {label: curve(records, key) for label, records in runs.items()}
+        panels.append(line_chart(series, title=title, xlabel="wall-clock minutes",
+                                 ylabel=ylabel, xlim=xlim, ylim=ylim, size=panel_size))
+    return side_by_side(panels, path=path)
