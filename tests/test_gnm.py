@@ -22,13 +22,14 @@ from gnm.models.structure import box_to_pixels, where_to_box
 from gnm.nn import count_parameters
 from gnm.presets import get_preset, preset_names
 
-# A very small 32-px model (4×4 grid, 8-px glimpses) for fast end-to-end tests.
+# A very small 32-px model (4×4 grid, 8-px glimpses) for fast end-to-end tests (σ pinned to the
+# paper's 0.2, which the likelihood tests below compute by hand).
 TINY = dict(img_size=32, enc_filters=(8, 16, 32), enc_kernels=(4, 4, 4), enc_strides=(2, 2, 2),
             draw_steps=2, z_step_dim=8, draw_hidden=16, draw_input=8, interaction_hidden=(64,),
             gdec_hidden=(64,), nomlp_hidden=16, struct_hidden=(32,), z_what_dim=8,
             glimpse_filters=(16, 8), glimpse_kernels=(1, 1, 3), glimpse_upscales=(2, 2, 2),
             bg_enc_hidden=(32,), bg_prior_hidden=(16,), z_bg_dim=4, bg_filters=(16, 8),
-            bg_kernels=(1, 1, 3), bg_upscales=(4, 8, 1))
+            bg_kernels=(1, 1, 3), bg_upscales=(4, 8, 1), sigma=0.2)
 # ... with a background and decoded masks (the Arrow configuration in miniature).
 TINY_BG = dict(TINY, channels=3, background=True, glimpse_mask=True,
                where_prior_mean=(-1.5, 0.0, 0.0, 0.0))

@@ -27,7 +27,8 @@ def run_dir(tmp_path_factory, fake_mnist):
     mp.setattr("gnm.data.mnist.load_mnist", lambda *a, **k: fake_mnist)
     sets = ["data.size=32", "train.steps=4", "train.batch_size=4", "train.log_every=2",
             "train.ckpt_every=2", "train.sample_every=4", "train.num_threads=1",
-            "train.progress=false"] + [f"model.{k}={json.dumps(v)}" for k, v in TINY.items()]
+            "train.judge_every=0", "train.progress=false"]
+    sets += [f"model.{k}={json.dumps(v)}" for k, v in TINY.items()]
     argv = ["train", "--preset", "mnist4-cpu", "--out", str(out)]
     for s in sets:
         argv += ["--set", s]
