@@ -158,3 +158,22 @@ def test_load_model_rejects_weights_of_another_shape(tmp_path):
         ck.load_model(out, build=lambda cfg: torch.nn.Linear(2, 2))
     with pytest.raises(GNMError, match=".safetensors"):
         ck.export_weights(tmp_path, tmp_path / "w.bin")
+
+
+def test_fp16_export_halves_the_file_and_loads_as_float32(tmp_path, capsys):
+    from gnm import cli
+
+    model = tiny_model()
+    _save(tmp_path, 3, model=model)
+    full = ck.export_weights(tmp_path, tmp_path / "full.safetensors")
+    assert cli.main(["export", str(tmp_path), "--out", str(tmp_path / "half.safetensors"),
+                     "--fp16"]) == 0
+    assert "sha256" in capsys.readouterr().out
+    half = tmp_path / "half.safetensors"
+    assert half.stat().st_size < 0.6 * full.stat().st_size
+    with safe_open(str(half), "pt") as f:
+        assert all(f.get_tensor(k).dtype == torch.float16 for k in f.keys())
+    loaded = ck.load_model(half, build=lambda cfg: tiny_model())
+    for name, p in loaded.state_dict().items():
+        assert p.dtype == torch.float32
+        torch.testing.assert_close(p, model.state_dict()[name], atol=1e-3, rtol=1e-3)

@@ -107,6 +107,27 @@ def _register_train(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_train)
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    import hashlib
+
+    from gnm.train.checkpoint import export_weights
+
+    out = export_weights(args.model, args.out, fp16=args.fp16)
+    digest = hashlib.sha256(out.read_bytes()).hexdigest()
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, sha256 {digest}) and "
+          f"{out.with_suffix('.json')}")
+    return 0
+
+
+@command
+def _register_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="a run's weights as safetensors + JSON config")
+    _model_arg(p)
+    p.add_argument("--out", required=True, help="target file, ending in .safetensors")
+    p.add_argument("--fp16", action="store_true", help="store floats in half precision")
+    p.set_defaults(func=_cmd_export)
+
+
 def _cmd_sample(args: argparse.Namespace) -> int:
     from gnm.sampling import sample_to_npz
 

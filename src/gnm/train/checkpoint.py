@@ -196,8 +196,11 @@ def load_config(path: str | Path) -> Config:
     return Config.from_dict(load_checkpoint(path)["config"])
 
 
-def export_weights(run_dir_or_ckpt: str | Path, out_path: str | Path) -> Path:
+def export_weights(run_dir_or_ckpt: str | Path, out_path: str | Path, fp16: bool = False) -> Path:
     """Write the model weights of a run (newest checkpoint) or checkpoint as safetensors.
+
+    With ``fp16`` floating-point tensors are stored in half precision (half the file size;
+    :func:`load_model` casts them back to the model's float32 parameters).
 
     The config, the step and the training wall-clock seconds go into the safetensors metadata
     (keys ``gnm_config``, ``gnm_step``, ``gnm_elapsed``) and into ``out_path`` with suffix
@@ -211,6 +214,8 @@ def export_weights(run_dir_or_ckpt: str | Path, out_path: str | Path) -> Path:
     state = load_checkpoint(run_dir_or_ckpt)
     # Clone: safetensors refuses tensors that share memory (e.g. tied weights).
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in state["model"].items()}
+    if fp16:
+        tensors = {k: v.half() if v.is_floating_point() else v for k, v in tensors.items()}
     config_json = json.dumps(state["config"])
     elapsed = float(state.get("elapsed", 0.0))  # training wall-clock seconds
     meta = {"format": "gnm-weights", "gnm_config": config_json, "gnm_step": str(state["step"]),
