@@ -346,3 +346,14 @@ def test_time_limit_off_and_bad_values(tmp_path, fake_mnist):
     cfg = tiny_config("train.time_limit_s=-1")
     with pytest.raises(GNMError, match="time_limit_s"):
         train(cfg, tmp_path / "b", model=tiny_model(), dataset=tiny_dataset(fake_mnist))
+
+
+def test_lr_scale_schedule_sets_each_steps_learning_rate(tmp_path, fake_mnist):
+    cfg = tiny_config("train.steps=6", "train.lr=0.01", "train.lr_scale.start_step=2",
+                      "train.lr_scale.end_step=4", "train.lr_scale.start=1.0",
+                      "train.lr_scale.end=0.5")
+    train(cfg, tmp_path, model=tiny_model(), dataset=tiny_dataset(fake_mnist))
+    lrs = [r["lr"] for r in read_metrics(tmp_path)]  # record k holds step k's lr (t = k - 1)
+    assert lrs == pytest.approx([0.01, 0.01, 0.01, 0.0075, 0.005, 0.005])
+    saved = json.loads((tmp_path / "config.json").read_text())["train"]["lr_scale"]
+    assert saved == {"start_step": 2, "end_step": 4, "start": 1.0, "end": 0.5}

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from gnm.schedule import Schedule
 
 
 @dataclass
@@ -11,7 +13,9 @@ class TrainConfig:
 
     steps: int = 1000  # optimiser steps to run in total (a resumed run continues up to this)
     batch_size: int = 32  # global batch: split evenly over DDP ranks (must divide by world size)
-    lr: float = 1e-4  # learning rate (constant; the curricula live in the model's schedules)
+    lr: float = 1e-4  # base learning rate (the curricula of the loss live in the model's schedules)
+    lr_scale: Schedule = field(  # multiplier on lr at each step (default: constant 1)
+        default_factory=lambda: Schedule.constant(1.0))
     optimizer: str = "rmsprop"  # rmsprop | adam (torch defaults otherwise)
     grad_clip: float = 1.0  # max global L2 norm of the gradient; <= 0 disables clipping
     seed: int = 0  # seeds init, per-step noise and data order (all pure functions of seed, step)
