@@ -2,10 +2,10 @@
 
 Reads each run's ``metrics.jsonl`` (judge records carry ``sacc`` and ``elapsed`` seconds; the
 window records ``elbo``, ``num_objects`` and ``elapsed``), draws two panels side by side (S-Acc
-vs minutes, ELBO vs minutes; one line per run, labelled by the run directory's name), and prints
-the final values as JSON and as a Markdown table.
+vs minutes, ELBO vs minutes; one line per run, labelled by the run directory's name or by the
+``LABEL=`` before it), and prints the final values as JSON and as a Markdown table.
 
-    python benchmarks/learning_curves.py runs/a runs/b --out docs/img/learning_curves.png
+    python benchmarks/learning_curves.py runs/a "GNM-Gaussian=runs/b" --out docs/img/curves.png
 """
 
 from __future__ import annotations
@@ -41,18 +41,20 @@ def markdown(finals: dict[str, dict]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse arguments, draw the curves, print the final values; returns the exit status."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("runs", nargs="+", help="run directories (each holding metrics.jsonl)")
+    p.add_argument("runs", nargs="+",
+                   help="run directories (each holding metrics.jsonl), optionally LABEL=DIR")
     p.add_argument("--out", default="docs/img/learning_curves.png", help="output PNG")
     args = p.parse_args(argv)
     try:
         runs = {}
-        for run in args.runs:
+        for arg in args.runs:
+            label, sep, run = arg.rpartition("=")
             records = read_metrics(run)
             if not records:
                 raise GNMError(f"{Path(run) / 'metrics.jsonl'} is missing or empty; pass run "
                                "directories written by gnm train.")
-            name = Path(run).resolve().name
-            runs[name if name not in runs else run] = records
+            name = label if sep else Path(run).resolve().name
+            runs[name if name not in runs else arg] = records
         learning_curves(runs, keys=("sacc", "elbo"), path=args.out)
     except GNMError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -123,3 +123,5 @@ def test_learning_curves_script(tmp_path, capsys):
     assert Image.open(out).size[0] > Image.open(out).size[1]  # two panels side by side
     assert script.main([str(tmp_path / "missing"), "--out", str(out)]) == 2
     assert "metrics.jsonl is missing" in capsys.readouterr().err
+    assert script.main([f"GNM-Gaussian={tmp_path / 'run-a'}", "--out", str(out)]) == 0
+    assert "| GNM-Gaussian | 150 |" in capsys.readouterr().out
