@@ -6,6 +6,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import torch
 
 
 def fake_digit(cls: int, variant: int) -> np.ndarray:
@@ -38,6 +39,16 @@ def make_fake_mnist(n_train: int = 600, n_test: int = 200) -> SimpleNamespace:
     te_i, te_l = part(n_test, 7)
     return SimpleNamespace(train_images=tr_i, train_labels=tr_l, test_images=te_i,
                            test_labels=te_l)
+
+
+@pytest.fixture
+def one_thread():
+    """Run a test on one torch thread (tiny models run fastest so, above all on a shared, busy
+    CPU); modules opt in with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")

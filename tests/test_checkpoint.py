@@ -15,15 +15,17 @@ from gnm.config import Config
 from gnm.errors import GNMError
 from gnm.train import checkpoint as ck
 from gnm.train.trainer import make_optimizer
-from tests.test_trainer import (  # noqa: F401 (one_thread is an autouse fixture)
+from tests.test_trainer import (
     build_tiny,
-    one_thread,
     tiny_config,
     tiny_dataset,
     tiny_model,
 )
 
 CFG = tiny_config()
+
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 def _save(run, step, keep_last=0, model=None):

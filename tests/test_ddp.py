@@ -13,9 +13,12 @@ from gnm.train.checkpoint import list_checkpoints, load_checkpoint
 from gnm.train.logger import read_metrics
 from gnm.train.sampler import StepBatchSampler
 from gnm.train.trainer import train
-from tests.test_trainer import one_thread, tiny_config, tiny_dataset, tiny_model  # noqa: F401
+from tests.test_trainer import tiny_config, tiny_dataset, tiny_model
 
 OVERRIDES = ("train.steps=3", "train.lr=0.001", "train.batch_size=8")
+
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 def _worker(rank: int, world: int, init_file: str, run_dir: str) -> None:

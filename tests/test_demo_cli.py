@@ -23,17 +23,11 @@ from tests.test_pipeline import TINY
 PICTURES = ("judged_samples", "prior_samples", "decomposition", "reconstructions",
             "object_traversal_where", "object_traversal_what", "global_traversal",
             "resample_posterior", "resample_prior", "mnist4", "mnist10", "mnist4_10")
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
+
 SECTIONS = ("Model", "Scene-structure accuracy", "Samples from the prior",
             "Decomposition into objects", "Traversals", "Resampling the structure",
             "The datasets", "Wall-clock of this demo")
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture

@@ -23,6 +23,8 @@ from gnm.train.sampler import StepBatchSampler
 from gnm.train.trainer import train
 from tests.conftest import make_fake_mnist
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
+
 SIZE = 32  # image side of the test scenes (pixels)
 
 
@@ -109,15 +111,6 @@ def tiny_config(*overrides: str) -> Config:
                        *overrides):
         set_override(cfg, assignment)
     return cfg
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread, above all on a shared, busy CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _states_equal(a: dict, b: dict) -> bool:
