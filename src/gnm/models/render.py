@@ -175,14 +175,18 @@ def _window_sums(src: torch.Tensor, box: torch.Tensor, s: torch.Tensor, pres: to
     s_n, pres_n = _wide(s.reshape(n, 1, 1, 1)), _wide(pres.reshape(n, 1, 1, 1))
     weighted = s_n * mask_win
     vals = torch.cat([weighted * pres_n * app_win, weighted, pres_n * mask_win], dim=1)
-    # Flat index of every window pixel in the [B·H·W] canvas.
-    image_of = torch.arange(n, device=src.device) // (n // b)
-    rows = y0[:, None] + torch.arange(wh, device=src.device)  # [N, wh]
-    cols = x0[:, None] + torch.arange(ww, device=src.device)  # [N, ww]
-    index = ((image_of[:, None, None] * height + rows[:, :, None]) * width + cols[:, None, :])
-    canvas = vals.new_zeros(b * height * width, c1 + 1)
-    canvas = canvas.index_add(0, index.reshape(-1), vals.permute(0, 2, 3, 1).reshape(-1, c1 + 1))
-    canvas = canvas.view(b, height, width, c1 + 1).permute(0, 3, 1, 2)
+    # Flat index of every value in a [B, 1 + C + 1, H, W] canvas: the values keep their own
+    # (channel-first) layout, so neither the sums nor their gradients need a transposing copy.
+    dev = src.device
+    image_of = torch.arange(n, device=dev) // (n // b)
+    plane = image_of[:, None] * (c1 + 1) + torch.arange(c1 + 1, device=dev)  # [N, 1 + C + 1]
+    rows = y0[:, None] + torch.arange(wh, device=dev)  # [N, wh]
+    cols = x0[:, None] + torch.arange(ww, device=dev)  # [N, ww]
+    index = ((plane[:, :, None, None] * height + rows[:, None, :, None]) * width
+             + cols[:, None, None, :])
+    canvas = vals.new_zeros(b * (c1 + 1) * height * width)
+    canvas = canvas.index_add(0, index.reshape(-1), vals.reshape(-1))
+    canvas = canvas.view(b, c1 + 1, height, width)
     return canvas[:, :c1 - 1], canvas[:, c1 - 1:c1], canvas[:, c1:]
 
 
