@@ -19,18 +19,17 @@ from pathlib import Path
 
 import torch
 
-from gnm.data.scenes import SceneDataset
+from gnm.demo import default_model_path
 from gnm.errors import GNMError
+from gnm.eval.run import real_test_scenes
 from gnm.eval.sources import sources_table, structure_sources
 from gnm.io import atomic_write_bytes, atomic_write_json
 from gnm.train.checkpoint import load_config, load_model
 
-BUNDLED = Path(__file__).resolve().parents[1] / "src/gnm/assets/models/mnist4.safetensors"
-
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("model", nargs="?", default=str(BUNDLED))
+    ap.add_argument("model", nargs="?", default=str(default_model_path()))
     ap.add_argument("--n", type=int, default=400, help="test scenes and prior draws (>= 20)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
@@ -41,8 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = load_config(args.model)
         model = load_model(args.model).eval()
-        ds = SceneDataset(cfg.data.dataset, "test", cfg.data.size, seed=args.seed)
-        x = torch.stack([ds[i]["image"] for i in range(args.n)])
+        x = real_test_scenes(cfg, args.n, seed=args.seed)["image"]
         t0 = time.time()
         result = structure_sources(model, x, cfg.data.dataset, seed=args.seed)
     except GNMError as exc:

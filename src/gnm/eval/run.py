@@ -50,7 +50,10 @@ def _decompose_all(model, x: torch.Tensor, batch: int) -> dict[str, torch.Tensor
     return {k: torch.cat([p[k] for p in parts]) for k in keys if k in parts[0]}
 
 
-def _real_scenes(cfg, n: int, data_dir: str | None, seed: int):
+def real_test_scenes(cfg, n: int, data_dir: str | None = None, seed: int = 0
+                     ) -> dict[str, torch.Tensor]:
+    """The first ``n`` test scenes of ``cfg``'s dataset at its size, batched: ``image``
+    ``[n, C, S, S]`` floats in [0, 1] plus every ground-truth tensor of the scenes."""
     from gnm.data.scenes import SceneDataset
 
     ds = SceneDataset(cfg.data.dataset, "test", cfg.data.size, seed=seed, data_dir=data_dir)
@@ -92,7 +95,7 @@ def evaluate(model_path: str | Path, metrics: list[str], out: str | Path, n: int
     if {"sacc", "dsteps", "fd"} & set(todo):
         samples = sample_images(model, n, seed=seed, batch_size=batch_size, progress=progress)
     if {"dsteps", "fd", "ll", "ap50", "ap", "probe"} & set(todo):
-        real = _real_scenes(cfg, n, data_dir, seed)
+        real = real_test_scenes(cfg, n, data_dir, seed)
         if real["image"].shape[1:] != (cfg.model.channels, cfg.model.img_size,
                                        cfg.model.img_size):
             raise GNMError(f"the model expects {cfg.model.channels}x{cfg.model.img_size}px "
