@@ -1,12 +1,14 @@
-"""Throughput of GNM training, prior sampling and inference on the CPU (JSON + Markdown table).
+"""Throughput of GNM training, prior sampling and inference (JSON + Markdown table).
 
 At the paper's MNIST-4 configuration (preset ``mnist4``: 128 px, ~2.9M parameters), batch 32,
 ``--threads`` threads (default 2), fp32 and bf16 autocast. Each figure is the median over
 ``--steps`` timed repetitions after ``--warmup`` untimed ones. The reference implementation
 runs about 30 training images/s (1.03-1.12 s per step) and about 95 prior-sampled images/s on
-this machine kind; the goal is >= 3x both. ``--profile`` adds the top operators of one train step.
+this machine kind; the goal is >= 3x both. ``--profile`` adds the top operators of one train step
+(CPU). ``--device cuda`` measures a GPU instead (timings synchronise the device).
 
     python benchmarks/train_throughput.py [--preset mnist4] [--steps 20] [--dtypes fp32] [--profile]
+                                          [--device cpu|cuda] [--batch 32]
 """
 
 from __future__ import annotations
@@ -25,24 +27,32 @@ from gnm.models.registry import build_model
 REFERENCE = {"train_images_per_s": 30.0, "sample_images_per_s": 95.0}
 
 
-def _timed(fn, steps: int, warmup: int) -> list[float]:
+def _timed(fn, steps: int, warmup: int, device: torch.device) -> list[float]:
+    """Wall-clock seconds of ``steps`` calls of ``fn`` after ``warmup`` untimed ones."""
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     for _ in range(warmup):
         fn()
     times = []
     for _ in range(steps):
+        sync()
         t = time.perf_counter()
         fn()
+        sync()
         times.append(time.perf_counter() - t)
     return times
 
 
-def bench(preset: str, batch: int, steps: int, warmup: int, bf16: bool) -> dict:
+def bench(preset: str, batch: int, steps: int, warmup: int, bf16: bool,
+          device: torch.device | str = "cpu") -> dict:
+    """Median train-step, prior-sampling and inference speed of ``preset`` at ``batch``."""
+    device = torch.device(device)
     torch.manual_seed(0)
-    model = build_model(preset)
+    model = build_model(preset).to(device)
     size, ch = model.config.img_size, model.config.channels
-    x = torch.rand(batch, ch, size, size)
+    x = torch.rand(batch, ch, size, size, device=device)
     opt = torch.optim.RMSprop(model.parameters(), lr=1e-4)
-    amp = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if bf16 else contextlib.nullcontext
+    amp = ((lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if bf16
+           else contextlib.nullcontext)
 
     def train_step() -> None:
         with amp():
@@ -61,11 +71,12 @@ def bench(preset: str, batch: int, steps: int, warmup: int, bf16: bool) -> dict:
             model.decompose(x)
 
     model.train()
-    t_train = statistics.median(_timed(train_step, steps, warmup))
+    t_train = statistics.median(_timed(train_step, steps, warmup, device))
     model.eval()
-    t_sample = statistics.median(_timed(sample, steps, warmup))
-    t_infer = statistics.median(_timed(infer, steps, warmup))
+    t_sample = statistics.median(_timed(sample, steps, warmup, device))
+    t_infer = statistics.median(_timed(infer, steps, warmup, device))
     return {"preset": preset, "dtype": "bf16" if bf16 else "fp32", "batch": batch,
+            "device": str(device),
             "params": sum(p.numel() for p in model.parameters()),
             "train_s_per_step": t_train, "train_images_per_s": batch / t_train,
             "sample_images_per_s": batch / t_sample, "infer_images_per_s": batch / t_infer}
@@ -94,19 +105,29 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--dtypes", default="fp32,bf16", help="comma-separated: fp32, bf16")
     p.add_argument("--profile", action="store_true")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--json", default=None)
     args = p.parse_args()
+    if args.device not in ("cpu", "cuda"):
+        p.error(f"--device {args.device!r}: give cpu or cuda.")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        p.error("--device cuda: torch sees no CUDA device here; use --device cpu.")
+    if args.profile and args.device != "cpu":
+        p.error("--profile profiles the CPU step; leave --device at cpu.")
+    device = torch.device(args.device)
     torch.set_num_threads(args.threads)
     dtypes = [d.strip() for d in args.dtypes.split(",") if d.strip()]
     if not dtypes or set(dtypes) - {"fp32", "bf16"}:
         p.error(f"--dtypes {args.dtypes!r}: give fp32, bf16 or both, comma-separated.")
-    rows = [bench(args.preset, args.batch, args.steps, args.warmup, d == "bf16") for d in dtypes]
+    rows = [bench(args.preset, args.batch, args.steps, args.warmup, d == "bf16", device)
+            for d in dtypes]
     for r in rows:
         r["train_speedup_vs_reference"] = r["train_images_per_s"] / REFERENCE["train_images_per_s"]
         r["sample_speedup_vs_reference"] = (r["sample_images_per_s"]
                                             / REFERENCE["sample_images_per_s"])
     result = {"benchmark": "train_throughput", "threads": args.threads, "steps": args.steps,
-              "machine": platform.processor() or platform.machine(),
+              "machine": (torch.cuda.get_device_name(device) if device.type == "cuda"
+                          else platform.processor() or platform.machine()),
               "torch": torch.__version__, "reference": REFERENCE, "results": rows}
     if args.profile:
         result["profile_fp32_train_step"] = profile(args.preset, args.batch)

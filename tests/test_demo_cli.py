@@ -208,6 +208,18 @@ def test_help_and_version(capsys):
     assert capsys.readouterr().out.strip() == "0.1.0"
 
 
+def test_python_dash_m_gnm_runs_the_cli():
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "gnm", "--version"], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "0.1.0"
+    bad = subprocess.run([sys.executable, "-m", "gnm", "train", "--preset", "nope", "--out",
+                          "/nonexistent/x"], capture_output=True, text=True, timeout=120)
+    assert bad.returncode != 0 and "unknown preset" in bad.stderr
+
+
 def test_data_mnist_missing_files_exit_code(tmp_path, capsys):
     rc = cli.main(["data", "mnist", "--data-dir", str(tmp_path), "--no-download"])
     assert rc == 2

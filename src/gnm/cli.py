@@ -150,17 +150,13 @@ def _register_sample(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
-    import torch
-
-    from gnm.data.scenes import SceneDataset
+    from gnm.eval.run import real_test_scenes
     from gnm.train.checkpoint import load_config, load_model
     from gnm.viz.figures import all_figures
 
     cfg = load_config(args.model)
     model = load_model(args.model, device=args.device)
-    ds = SceneDataset(cfg.data.dataset, "test", cfg.data.size, seed=args.seed,
-                      data_dir=args.data_dir)
-    x = torch.stack([ds[i]["image"] for i in range(16)]).to(args.device)
+    x = real_test_scenes(cfg, 16, args.data_dir, args.seed)["image"].to(args.device)
     paths = all_figures(model, x, args.out, seed=args.seed)
     print(f"wrote {len(paths)} pictures to {args.out}: {', '.join(p.name for p in paths.values())}")
     return 0
