@@ -12,6 +12,7 @@ from gnm.eval.detection import (
     average_precision,
     box_ap,
     box_ap_from_tensors,
+    box_fit,
     box_iou,
     unpad,
 )
@@ -105,3 +106,21 @@ def test_errors():
         box_ap([[A]], [[0.9]], [[A], [B]])
     with pytest.raises(GNMError, match="one score per box"):
         box_ap([[A, B]], [[0.9]], [[A]])
+
+
+def test_box_fit_by_hand():
+    pred = torch.tensor([[[0, 0, 10, 20], [20, 20, 30, 40], [50, 50, 60, 60]],
+                         [[0, 0, 4, 4], [0, 0, 0, 0], [0, 0, 0, 0]]], dtype=torch.float32)
+    presence = torch.tensor([[0.9, 0.8, 0.2], [0.1, 0.0, 0.0]])
+    gt = torch.tensor([[[0, 0, 10, 10], [20, 20, 30, 40]], [[0, 0, 4, 4], [0, 0, 0, 0]]],
+                      dtype=torch.float32)
+    f = box_fit(pred, presence, gt, torch.tensor([2, 1]))
+    # best IoUs: 100/200 = 0.5 (twice as tall), 1.0 (exact), 0.0 (image 1 has no present box)
+    assert f["median_iou"] == pytest.approx(0.5)
+    assert f["frac_iou50"] == pytest.approx(2 / 3)
+    assert f["median_h_ratio"] == pytest.approx(1.5) and f["median_w_ratio"] == pytest.approx(1.0)
+    assert f["pred_per_image"] == pytest.approx(1.0) and f["n_gt"] == 3
+    with pytest.raises(GNMError, match="presence"):
+        box_fit(pred, presence[:, :2], gt, torch.tensor([2, 1]))
+    with pytest.raises(GNMError, match="no ground-truth"):
+        box_fit(pred, presence, gt, torch.tensor([0, 0]))

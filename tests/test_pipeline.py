@@ -102,6 +102,9 @@ def test_eval_all_metrics(run_dir, tmp_path, monkeypatch):
     md = (tmp_path / "ev" / "eval.md").read_text()
     assert "| model | S-Acc | D-Steps | LL |" in md
     assert "| GNM (paper) | 0.984 | 3,920 | 10,964 |" in md  # the paper's MNIST-4 row
+    fit = saved["details"]["ap"]["fit"]
+    assert 0.0 <= fit["frac_iou50"] <= 1.0 and fit["n_gt"] == saved["details"]["ap"]["n_gt"]
+    assert "median IoU" in md and "predicted objects per scene" in md
     # A 4-step model finds few objects: fd / probe are measured or say why not.
     for m in ("fd", "probe"):
         assert saved[m] is not None or any(n.startswith(f"{m}: not measured") for n in r["notes"])

@@ -187,3 +187,49 @@ def box_ap_from_tensors(pred_boxes: torch.Tensor, presence: torch.Tensor,
                        f"{tuple(presence.shape)} disagree; expected [B, K, 4] and [B, K].")
     return box_ap(unpad(pred_boxes), unpad(presence), unpad(gt_boxes, counts=gt_counts),
                   iou_thresholds, min_score)
+
+
+def box_fit(pred_boxes: torch.Tensor, presence: torch.Tensor, gt_boxes: torch.Tensor,
+            gt_counts: torch.Tensor, min_presence: float = 0.5) -> dict:
+    """How well inferred boxes fit the ground truth: a diagnosis of AP, not a paper metric.
+
+    Each ground-truth box is paired with the predicted box of its own image (presence
+    ``>= min_presence``) that overlaps it most (no one-to-one matching). Arguments as in
+    :func:`box_ap_from_tensors`. Returns ``{"median_iou", "frac_iou50", "median_h_ratio",
+    "median_w_ratio", "pred_per_image", "n_gt"}``: the median best IoU, the share of
+    ground-truth boxes whose best IoU is ``>= 0.5``, the medians of predicted/true height and
+    width over pairs that overlap at all (``None`` if none do), and the mean number of predicted
+    boxes per image. A ground-truth box with no predicted box in its image has IoU 0.
+    """
+    if pred_boxes.shape[:2] != presence.shape:
+        raise GNMError(f"predicted boxes {tuple(pred_boxes.shape)} and presence "
+                       f"{tuple(presence.shape)} disagree; expected [B, K, 4] and [B, K].")
+    preds = unpad(pred_boxes, mask=presence >= min_presence)
+    gts = unpad(gt_boxes, counts=gt_counts)
+    best, h_ratio, w_ratio = [], [], []
+    for p, g in zip(preds, gts, strict=True):
+        p = _to_numpy(p, (4,), "predicted boxes")
+        g = _to_numpy(g, (4,), "ground-truth boxes")
+        if len(g) == 0:
+            continue
+        if len(p) == 0:
+            best += [0.0] * len(g)
+            continue
+        iou = box_iou(p, g)  # [P, G]
+        j = iou.argmax(0)
+        for gi, pi in enumerate(j):
+            best.append(float(iou[pi, gi]))
+            if iou[pi, gi] > 0:
+                h_ratio.append((p[pi, 3] - p[pi, 1]) / max(g[gi, 3] - g[gi, 1], 1e-9))
+                w_ratio.append((p[pi, 2] - p[pi, 0]) / max(g[gi, 2] - g[gi, 0], 1e-9))
+    if not best:
+        raise GNMError("there are no ground-truth boxes, so box fit is undefined; evaluate on "
+                       "scenes that contain objects.")
+    best_arr = np.asarray(best)
+
+    def med(v: list[float]) -> float | None:
+        return float(np.median(v)) if v else None
+
+    return {"median_iou": float(np.median(best_arr)), "frac_iou50": float((best_arr >= 0.5).mean()),
+            "median_h_ratio": med(h_ratio), "median_w_ratio": med(w_ratio),
+            "pred_per_image": float(np.mean([len(p) for p in preds])), "n_gt": len(best)}

@@ -137,7 +137,7 @@ def evaluate(model_path: str | Path, metrics: list[str], out: str | Path, n: int
         result["ll"] = r["mean"]
         result["details"]["ll"] = {k: r[k] for k in ("std", "sem", "ci95", "n", "k")}
     if {"ap50", "ap", "probe"} & set(todo):
-        from gnm.eval.detection import box_ap_from_tensors
+        from gnm.eval.detection import box_ap_from_tensors, box_fit
 
         d = _decompose_all(model, real["image"].to(device), batch_size)
         r = box_ap_from_tensors(d["boxes"], d["pres_prob"], real["boxes"], real["n_objects"])
@@ -145,6 +145,8 @@ def evaluate(model_path: str | Path, metrics: list[str], out: str | Path, n: int
             if key in todo:
                 result[key] = r[key]
         result["details"]["ap"] = {k: r[k] for k in ("n_images", "n_gt", "n_pred")}
+        result["details"]["ap"]["fit"] = box_fit(d["boxes"], d["pres_prob"], real["boxes"],
+                                                 real["n_objects"])
         if "probe" in todo:
             if "z_what" not in d:
                 result["notes"].append("probe: decompose() gives no z_what.")
@@ -197,6 +199,14 @@ def _detail(result: dict[str, Any], m: str) -> str:
     if m == "probe":
         lo, hi = d["ci95"]
         return f"classification accuracy: 95% CI {lo:.3f}-{hi:.3f}"
+    if (m == "ap50" or (m == "ap" and "ap50" not in result)) and "fit" in d:
+        f = d["fit"]
+        ratios = ("" if f["median_h_ratio"] is None else
+                  f"; predicted/true height {f['median_h_ratio']:.2f}, width "
+                  f"{f['median_w_ratio']:.2f} (medians)")
+        return (f"boxes (presence >= 0.5, each true box paired with its best-overlapping one): "
+                f"median IoU {f['median_iou']:.2f}, {f['frac_iou50']:.1%} of true boxes at IoU "
+                f">= 0.5{ratios}; {f['pred_per_image']:.2f} predicted objects per scene")
     return ""
 
 
