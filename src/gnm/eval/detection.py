@@ -170,6 +170,13 @@ def box_ap(pred_boxes: Sequence, pred_scores: Sequence, gt_boxes: Sequence,
             "n_images": len(gts), "n_gt": int(n_gt), "n_pred": int(sum(len(s) for s in scores))}
 
 
+def _check_padded(pred_boxes: torch.Tensor, presence: torch.Tensor) -> None:
+    """Padded predictions must pair boxes ``[B, K, 4]`` with presence ``[B, K]``."""
+    if pred_boxes.shape[:2] != presence.shape:
+        raise GNMError(f"predicted boxes {tuple(pred_boxes.shape)} and presence "
+                       f"{tuple(presence.shape)} disagree; expected [B, K, 4] and [B, K].")
+
+
 def box_ap_from_tensors(pred_boxes: torch.Tensor, presence: torch.Tensor,
                         gt_boxes: torch.Tensor, gt_counts: torch.Tensor,
                         iou_thresholds: Sequence[float] = COCO_IOU_THRESHOLDS,
@@ -182,9 +189,7 @@ def box_ap_from_tensors(pred_boxes: torch.Tensor, presence: torch.Tensor,
         gt_boxes: ``[B, G, 4]`` padded ground-truth boxes (a scene's ``boxes``).
         gt_counts: ``[B]`` number of real ground-truth boxes per image (``n_objects``).
     """
-    if pred_boxes.shape[:2] != presence.shape:
-        raise GNMError(f"predicted boxes {tuple(pred_boxes.shape)} and presence "
-                       f"{tuple(presence.shape)} disagree; expected [B, K, 4] and [B, K].")
+    _check_padded(pred_boxes, presence)
     return box_ap(unpad(pred_boxes), unpad(presence), unpad(gt_boxes, counts=gt_counts),
                   iou_thresholds, min_score)
 
@@ -201,9 +206,7 @@ def box_fit(pred_boxes: torch.Tensor, presence: torch.Tensor, gt_boxes: torch.Te
     width over pairs that overlap at all (``None`` if none do), and the mean number of predicted
     boxes per image. A ground-truth box with no predicted box in its image has IoU 0.
     """
-    if pred_boxes.shape[:2] != presence.shape:
-        raise GNMError(f"predicted boxes {tuple(pred_boxes.shape)} and presence "
-                       f"{tuple(presence.shape)} disagree; expected [B, K, 4] and [B, K].")
+    _check_padded(pred_boxes, presence)
     preds = unpad(pred_boxes, mask=presence >= min_presence)
     gts = unpad(gt_boxes, counts=gt_counts)
     best, h_ratio, w_ratio = [], [], []
