@@ -1,10 +1,13 @@
 """Building blocks against hand computations."""
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from gnm.nn import MLP, ConvLSTMCell, ConvStack, SubPixelConv, SubPixelDecoder, count_parameters
+from gnm.nn.blocks import CELU
 
 
 def test_conv_stack_paper_encoder_maps_128_to_4x4():
@@ -40,6 +43,41 @@ def test_subpixel_conv_is_conv_then_pixel_shuffle():
         for i in range(2):
             for j in range(2):
                 torch.testing.assert_close(out[0, c, i::2, j::2], conv[0, c * 4 + i * 2 + j])
+
+
+def test_subpixel_conv_from_one_pixel_is_the_pixel_shuffle():
+    torch.manual_seed(0)
+    layer = SubPixelConv(5, 3, 1, 4)
+    x = torch.randn(6, 5, 1, 1)
+    expected = F.pixel_shuffle(F.conv2d(x, layer.conv.weight, layer.conv.bias), 4)
+    out = layer(x)
+    assert out.shape == (6, 3, 4, 4)
+    torch.testing.assert_close(out, expected, rtol=0, atol=0)
+
+
+def test_celu_matches_torch_celu_values_and_gradients():
+    x = torch.cat([torch.linspace(-30, 30, 601, dtype=torch.float64),
+                   torch.tensor([0.0, -0.0, float("inf"), -float("inf")], dtype=torch.float64)])
+    x.requires_grad_(True)
+    y, ref = CELU()(x), F.celu(x)
+    torch.testing.assert_close(y, ref, rtol=1e-15, atol=1e-15)
+    # hand values: ELU(1) = 1, ELU(-1) = e^-1 - 1, ELU(-inf) = -1, ELU(inf) = inf
+    hand = CELU()(torch.tensor([1.0, -1.0, -float("inf"), float("inf")], dtype=torch.float64))
+    assert hand.tolist() == [1.0, math.expm1(-1.0), -1.0, float("inf")]
+    g = torch.randn_like(x)
+    (gy,) = torch.autograd.grad(y, x, g)
+    (gref,) = torch.autograd.grad(ref, x, g)
+    finite = torch.isfinite(x)
+    torch.testing.assert_close(gy[finite], gref[finite], rtol=1e-12, atol=1e-15)
+    assert torch.autograd.gradcheck(CELU(), (torch.randn(4, 3, 5, 5, dtype=torch.float64,
+                                                       requires_grad=True),))
+
+
+def test_celu_keeps_shape_and_memory_format():
+    x = torch.randn(2, 3, 4, 5).contiguous(memory_format=torch.channels_last)
+    y = CELU()(x)
+    assert y.shape == x.shape and y.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(y, F.celu(x), rtol=0, atol=1e-7)
 
 
 def test_subpixel_decoders_reach_paper_sizes():
