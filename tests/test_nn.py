@@ -53,6 +53,7 @@ def test_subpixel_conv_from_one_pixel_is_the_pixel_shuffle():
     out = layer(x)
     assert out.shape == (6, 3, 4, 4)
     torch.testing.assert_close(out, expected, rtol=0, atol=0)
+    assert layer(torch.randn(0, 5, 1, 1)).shape == (0, 3, 4, 4)  # no glimpse to decode
 
 
 def test_celu_matches_torch_celu_values_and_gradients():

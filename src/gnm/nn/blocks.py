@@ -116,7 +116,7 @@ class SubPixelConv(nn.Module):
         if r > 1 and y.shape[-2:] == (1, 1):
             # From one pixel, channel c·r² + i·r + j goes to (c, i, j): the shuffle is a reshape
             # (no permuting copy; a [B, C·r², 1, 1] tensor is laid out the same in either format).
-            return y.reshape(y.shape[0], -1, r, r)
+            return y.reshape(y.shape[0], y.shape[1] // (r * r), r, r)
         return self.shuffle(y)
 
 
