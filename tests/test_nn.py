@@ -2,12 +2,13 @@
 
 import math
 
+import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from gnm.nn import MLP, ConvLSTMCell, ConvStack, SubPixelConv, SubPixelDecoder, count_parameters
-from gnm.nn.blocks import CELU
+from gnm.nn.blocks import CELU, _CELUFromOutput
 
 
 def test_conv_stack_paper_encoder_maps_128_to_4x4():
@@ -56,26 +57,41 @@ def test_subpixel_conv_from_one_pixel_is_the_pixel_shuffle():
     assert layer(torch.randn(0, 5, 1, 1)).shape == (0, 3, 4, 4)  # no glimpse to decode
 
 
-def test_celu_matches_torch_celu_values_and_gradients():
+@pytest.mark.parametrize("act", [_CELUFromOutput.apply, CELU()], ids=["from_output", "module"])
+def test_celu_matches_torch_celu_values_and_gradients(act):
     x = torch.cat([torch.linspace(-30, 30, 601, dtype=torch.float64),
                    torch.tensor([0.0, -0.0, float("inf"), -float("inf")], dtype=torch.float64)])
     x.requires_grad_(True)
-    y, ref = CELU()(x), F.celu(x)
+    y, ref = act(x), F.celu(x)
     torch.testing.assert_close(y, ref, rtol=1e-15, atol=1e-15)
     # hand values: ELU(1) = 1, ELU(-1) = e^-1 - 1, ELU(-inf) = -1, ELU(inf) = inf
-    hand = CELU()(torch.tensor([1.0, -1.0, -float("inf"), float("inf")], dtype=torch.float64))
+    hand = act(torch.tensor([1.0, -1.0, -float("inf"), float("inf")], dtype=torch.float64))
     assert hand.tolist() == [1.0, math.expm1(-1.0), -1.0, float("inf")]
     g = torch.randn_like(x)
     (gy,) = torch.autograd.grad(y, x, g)
     (gref,) = torch.autograd.grad(ref, x, g)
     finite = torch.isfinite(x)
     torch.testing.assert_close(gy[finite], gref[finite], rtol=1e-12, atol=1e-15)
-    assert torch.autograd.gradcheck(CELU(), (torch.randn(4, 3, 5, 5, dtype=torch.float64,
-                                                       requires_grad=True),))
+    assert torch.autograd.gradcheck(act, (torch.randn(4, 3, 5, 5, dtype=torch.float64,
+                                                      requires_grad=True),))
+
+
+def test_celu_module_uses_the_output_based_backward_on_large_maps():
+    x = torch.randn(2, 16, 64, 64, requires_grad=True)  # 131,072 >= CELU.MIN_ELEMENTS numbers
+    assert x.numel() >= CELU.MIN_ELEMENTS
+    y = CELU()(x)
+    assert "CELUFromOutput" in type(y.grad_fn).__name__
+    torch.testing.assert_close(y, F.celu(x), rtol=0, atol=1e-6)
+    g = torch.randn_like(x)
+    (gy,) = torch.autograd.grad(y, x, g)
+    (gref,) = torch.autograd.grad(F.celu(x), x, g)
+    torch.testing.assert_close(gy, gref, rtol=1e-5, atol=1e-6)
+    small = CELU()(torch.randn(3, 4, requires_grad=True))
+    assert "CELUFromOutput" not in type(small.grad_fn).__name__
 
 
 def test_celu_keeps_shape_and_memory_format():
-    x = torch.randn(2, 3, 4, 5).contiguous(memory_format=torch.channels_last)
+    x = torch.randn(4, 16, 32, 32).contiguous(memory_format=torch.channels_last)
     y = CELU()(x)
     assert y.shape == x.shape and y.is_contiguous(memory_format=torch.channels_last)
     torch.testing.assert_close(y, F.celu(x), rtol=0, atol=1e-7)
