@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gnm.nn import MLP, ConvLSTMCell, ConvStack, SubPixelConv, SubPixelDecoder, count_parameters
-from gnm.nn.blocks import CELU, _CELUFromOutput
+from gnm.nn.blocks import CELU
 
 
 def test_conv_stack_paper_encoder_maps_128_to_4x4():
@@ -57,7 +57,11 @@ def test_subpixel_conv_from_one_pixel_is_the_pixel_shuffle():
     assert layer(torch.randn(0, 5, 1, 1)).shape == (0, 3, 4, 4)  # no glimpse to decode
 
 
-@pytest.mark.parametrize("act", [_CELUFromOutput.apply, CELU()], ids=["from_output", "module"])
+def _inplace_celu(x: torch.Tensor) -> torch.Tensor:
+    return CELU(inplace=True)(x * 1)  # a non-leaf copy, as a norm layer's output is
+
+
+@pytest.mark.parametrize("act", [_inplace_celu, CELU()], ids=["inplace", "module"])
 def test_celu_matches_torch_celu_values_and_gradients(act):
     x = torch.cat([torch.linspace(-30, 30, 601, dtype=torch.float64),
                    torch.tensor([0.0, -0.0, float("inf"), -float("inf")], dtype=torch.float64)])
@@ -69,32 +73,53 @@ def test_celu_matches_torch_celu_values_and_gradients(act):
     assert hand.tolist() == [1.0, math.expm1(-1.0), -1.0, float("inf")]
     g = torch.randn_like(x)
     (gy,) = torch.autograd.grad(y, x, g)
-    (gref,) = torch.autograd.grad(ref, x, g)
+    # hand gradient: 1 for x > 0, exp(x) for x <= 0
+    hand_grad = torch.where(x > 0, 1.0, torch.exp(x.detach())) * g
     finite = torch.isfinite(x)
-    torch.testing.assert_close(gy[finite], gref[finite], rtol=1e-12, atol=1e-15)
+    torch.testing.assert_close(gy[finite], hand_grad[finite], rtol=1e-12, atol=1e-15)
     assert torch.autograd.gradcheck(act, (torch.randn(4, 3, 5, 5, dtype=torch.float64,
                                                       requires_grad=True),))
 
 
-def test_celu_module_uses_the_output_based_backward_on_large_maps():
-    x = torch.randn(2, 16, 64, 64, requires_grad=True)  # 131,072 >= CELU.MIN_ELEMENTS numbers
-    assert x.numel() >= CELU.MIN_ELEMENTS
-    y = CELU()(x)
-    assert "CELUFromOutput" in type(y.grad_fn).__name__
-    torch.testing.assert_close(y, F.celu(x), rtol=0, atol=1e-6)
-    g = torch.randn_like(x)
-    (gy,) = torch.autograd.grad(y, x, g)
-    (gref,) = torch.autograd.grad(F.celu(x), x, g)
-    torch.testing.assert_close(gy, gref, rtol=1e-5, atol=1e-6)
-    small = CELU()(torch.randn(3, 4, requires_grad=True))
-    assert "CELUFromOutput" not in type(small.grad_fn).__name__
+def test_inplace_celu_overwrites_its_input_and_backpropagates_from_the_output():
+    x = torch.randn(2, 16, 8, 8, requires_grad=True)
+    h = x * 1
+    y = CELU(inplace=True)(h)
+    assert y.data_ptr() == h.data_ptr()  # no new tensor
+    assert type(y.grad_fn).__name__ == "EluBackward1"  # ELU's result-based backward
+    plain = torch.randn(5)
+    kept = plain.clone()
+    CELU()(plain)
+    assert torch.equal(plain, kept)  # the default leaves its input alone
+
+
+def test_blocks_with_inplace_celu_give_the_gradients_of_plain_celu():
+    torch.manual_seed(0)
+    blocks = [ConvStack(1, [4, 6], [3, 3], [2, 1], norm_act_final=True),
+              SubPixelDecoder(5, [6, 2], [1, 3], [2, 1]), MLP(7, [9, 3], norm_act_final=True)]
+    inputs = [torch.randn(3, 1, 8, 8), torch.randn(3, 5, 2, 2), torch.randn(3, 7)]
+    for block, x in zip(blocks, inputs, strict=True):
+        block, x = block.double(), x.double()  # float64: y + 1 and exp(x) agree to ~1e-16
+        acts = [m for m in block.modules() if isinstance(m, CELU)]
+        assert acts and all(a.inplace for a in acts)
+        x = x.requires_grad_(True)
+        out = block(x)
+        grads = torch.autograd.grad(out.square().sum(), [x, *block.parameters()])
+        for a in acts:
+            a.inplace = False
+        ref = block(x)
+        ref_grads = torch.autograd.grad(ref.square().sum(), [x, *block.parameters()])
+        torch.testing.assert_close(out, ref, rtol=0, atol=0)
+        for g, r in zip(grads, ref_grads, strict=True):
+            torch.testing.assert_close(g, r, rtol=1e-12, atol=1e-14)
 
 
 def test_celu_keeps_shape_and_memory_format():
     x = torch.randn(4, 16, 32, 32).contiguous(memory_format=torch.channels_last)
-    y = CELU()(x)
-    assert y.shape == x.shape and y.is_contiguous(memory_format=torch.channels_last)
-    torch.testing.assert_close(y, F.celu(x), rtol=0, atol=1e-7)
+    for act in (CELU(), CELU(inplace=True)):
+        y = act(x.clone(memory_format=torch.channels_last))
+        assert y.shape == x.shape and y.is_contiguous(memory_format=torch.channels_last)
+        torch.testing.assert_close(y, F.celu(x), rtol=0, atol=0)
 
 
 def test_subpixel_decoders_reach_paper_sizes():
