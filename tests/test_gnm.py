@@ -18,6 +18,7 @@ from gnm.models.losses import (
     relaxed_bernoulli_sample,
 )
 from gnm.models.registry import build_model
+from gnm.models.render import place_glimpses
 from gnm.models.structure import box_to_pixels, where_to_box
 from gnm.nn import count_parameters
 from gnm.presets import get_preset, preset_names
@@ -306,6 +307,28 @@ def test_generation_skips_absent_objects_without_changing_images():
         fast = model.render(z, z_bg).image
     full = model.render(z, z_bg).image  # with autograd: decodes every cell
     torch.testing.assert_close(fast, full.detach())
+    with torch.no_grad():  # the mask curriculum (constant masks in boxes) on that path too
+        fast = model.render(z, z_bg, mask_force=0.9).image
+    torch.testing.assert_close(fast, model.render(z, z_bg, mask_force=0.9).image.detach())
+
+
+def test_decompose_layers_equal_every_cell_placed_by_grid_sample():
+    # decompose() decodes only present objects; absent layers must be exactly zero and present
+    # ones equal pres·STN⁻¹(m·o) by the textbook affine_grid/grid_sample transformer.
+    model = tiny(**TINY_BG)
+    x = images(model, b=3)
+    d = model.decompose(x)
+    z, _ = model.infer_latents(x)
+    assert 0 < z.pres.sum() < z.pres.numel()
+    with torch.no_grad():
+        app, mask = model.glimpse_decoder(z.what)
+        src = torch.cat([mask, mask * app], dim=2).flatten(0, 1)
+        placed = place_glimpses(src, where_to_box(z.where, 4).flatten(0, 1), 32, 32,
+                                "grid_sample").view(3, 16, 4, 32, 32)
+    pres = z.pres.view(3, 16, 1, 1, 1)
+    torch.testing.assert_close(d["masks"], pres * placed[:, :, :1])
+    torch.testing.assert_close(d["components"], pres * placed[:, :, 1:])
+    assert torch.count_nonzero(d["components"][z.pres == 0]) == 0
 
 
 def test_sampling_with_no_present_object():

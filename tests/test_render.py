@@ -9,6 +9,7 @@ from gnm.models.render import (
     GlimpseDecoder,
     _window_sums,
     compose,
+    compose_present,
     place_glimpses,
 )
 from gnm.models.structure import where_to_box
@@ -178,6 +179,37 @@ def test_all_compose_methods_agree_in_value_and_gradient(spread):
         torch.testing.assert_close(results[method][0], results["window"][0])
         for a, b in zip(results[method][1], results["window"][1], strict=True):
             torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("with_mask", [True, False], ids=["mask", "no-mask"])
+def test_compose_present_equals_compose_over_every_cell(with_mask):
+    # Binary z_pres: only the present objects are given; image 1 has none (background only).
+    torch.manual_seed(1)
+    f64 = dict(dtype=torch.float64)
+    b, k = 3, 16
+    app = torch.rand(b, k, 3, 8, 8, **f64)
+    mask = torch.rand(b, k, 1, 8, 8, **f64) if with_mask else None
+    where = torch.randn(b, k, 4, **f64) * 0.5 + torch.tensor([-1.2, 0.0, 0.0, 0.0], **f64)
+    box = where_to_box(where, 4)
+    pres = (torch.rand(b, k) < 0.4).to(torch.float64)
+    pres[1] = 0
+    depth = torch.randn(b, k, **f64)
+    bg = torch.rand(b, 3, 20, 24, **f64)
+    full = compose(app, mask, box, pres, depth, bg, "separable")
+    s = pres * torch.sigmoid(-depth)
+    s = s / s.amax(1, keepdim=True).clamp_min(1e-30)
+    on = pres.reshape(-1) > 0
+    part = compose_present(app.reshape(b * k, 3, 8, 8)[on],
+                           None if mask is None else mask.reshape(b * k, 1, 8, 8)[on],
+                           box.reshape(b * k, 4)[on], s.reshape(-1)[on],
+                           torch.arange(b * k)[on] // k, bg)
+    for name in ("image", "foreground", "alpha"):
+        torch.testing.assert_close(getattr(part, name), getattr(full, name), rtol=1e-12,
+                                   atol=1e-12)
+    torch.testing.assert_close(part.image[1], bg[1], rtol=0, atol=0)  # no object: background
+    empty = compose_present(app[0, :0], None, box[0, :0], s[0, :0],
+                            torch.zeros(0, dtype=torch.long), bg)
+    torch.testing.assert_close(empty.image, bg, rtol=0, atol=0)
 
 
 def test_glimpse_decoder_chunking_does_not_change_results():

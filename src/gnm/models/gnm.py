@@ -34,7 +34,14 @@ from gnm.models.losses import (
     normal_log_prob,
     relaxed_bernoulli_sample,
 )
-from gnm.models.render import BackgroundDecoder, Composite, GlimpseDecoder, compose, place_glimpses
+from gnm.models.render import (
+    BackgroundDecoder,
+    Composite,
+    GlimpseDecoder,
+    compose,
+    compose_present,
+    place_glimpses,
+)
 from gnm.models.structdraw import DrawOutput, StructDRAW
 from gnm.models.structure import (
     CellDists,
@@ -133,36 +140,32 @@ class GNM(nn.Module):
         replaces every object mask by that constant inside its box (curriculum).
 
         Without autograd and with binary z_pres (generation, reconstruction, importance
-        sampling) only present objects are decoded: absent ones contribute exactly nothing.
+        sampling) only present objects are decoded and placed: absent ones contribute exactly
+        nothing.
         """
         box = where_to_box(z.where, self.config.grid)
-        hard = not torch.is_grad_enabled() and bool(((z.pres == 0) | (z.pres == 1)).all())
-        if hard:
-            appearance, mask, box = self._present_glimpses(z, box)
-        else:
-            appearance, mask = self.glimpse_decoder(z.what)
+        background = self._background(z_bg, z.what)
+        if not torch.is_grad_enabled() and bool(((z.pres == 0) | (z.pres == 1)).all()):
+            return self._render_present(z, box, background, mask_force)
+        appearance, mask = self.glimpse_decoder(z.what)
         if mask_force > 0:
             mask = torch.full_like(appearance[:, :, :1], mask_force)
-        return compose(appearance, mask, box, z.pres, z.depth,
-                       self._background(z_bg, z.what), self.render_method)
+        return compose(appearance, mask, box, z.pres, z.depth, background, self.render_method)
 
-    def _present_glimpses(self, z: CellLatents, box: torch.Tensor):
-        """Glimpses of present cells only (zeros elsewhere); absent cells get a tiny box so they
-        do not widen the render windows (their weight is zero either way)."""
+    def _render_present(self, z: CellLatents, box: torch.Tensor, background: torch.Tensor,
+                        mask_force: float) -> Composite:
+        """:meth:`render` for binary z_pres: decode and place the present cells only."""
         b, k = z.pres.shape
+        s = z.pres * torch.sigmoid(-z.depth.reshape(b, k))
+        s = s / s.amax(1, keepdim=True).clamp_min(1e-30)  # as compose() normalises
         present = z.pres.reshape(-1) > 0
         app, mask = self.glimpse_decoder(z.what.reshape(1, b * k, -1)[:, present])
-        size, c = self.glimpse_decoder.size, self.config.channels
-        appearance = app.new_zeros(b * k, c, size, size)
-        appearance[present] = app[0]
-        if mask is not None:
-            full = mask.new_zeros(b * k, 1, size, size)
-            full[present] = mask[0]
-            mask = full.view(b, k, 1, size, size)
-        box = box.clone()
-        box[..., :2] = torch.where(z.pres[..., None] > 0, box[..., :2],
-                                   torch.full_like(box[..., :2], 1e-3))
-        return appearance.view(b, k, c, size, size), mask, box
+        app = app[0]
+        mask = torch.full_like(app[:, :1], mask_force) if mask_force > 0 else \
+            None if mask is None else mask[0]
+        image_of = torch.arange(b * k, device=app.device)[present] // k
+        return compose_present(app, mask, box.reshape(b * k, 4)[present],
+                               s.reshape(-1)[present], image_of, background)
 
     def _modes(self, d: CellDists) -> CellLatents:
         return CellLatents((d.pres_logit > 0).to(d.where_mu.dtype), d.where_mu, d.depth_mu,
@@ -355,16 +358,18 @@ class GNM(nn.Module):
         z_bg = None if q_bg is None else q_bg[0]
         cfg, (b, k) = self.config, z.pres.shape
         comp = self.render(z, z_bg)
-        appearance, mask = self.glimpse_decoder(z.what)
+        box = where_to_box(z.where, cfg.grid)
+        present = z.pres.reshape(-1) > 0  # absent objects' layers are zero: decode none of them
+        appearance, mask = self.glimpse_decoder(z.what.reshape(1, b * k, -1)[:, present])
         if mask is None:
             mask = torch.ones_like(appearance[:, :, :1])
-        box = where_to_box(z.where, cfg.grid)
-        src = torch.cat([mask, mask * appearance], dim=2).flatten(0, 1)
-        placed = place_glimpses(src, box.flatten(0, 1), cfg.img_size, cfg.img_size
-                                ).view(b, k, -1, cfg.img_size, cfg.img_size)
-        pres5 = z.pres.view(b, k, 1, 1, 1)
+        src = torch.cat([mask, mask * appearance], dim=2)[0]
+        placed = x.new_zeros(b * k, src.shape[1], cfg.img_size, cfg.img_size)
+        placed[present] = place_glimpses(src, box.reshape(b * k, 4)[present], cfg.img_size,
+                                         cfg.img_size).to(placed.dtype)
+        placed = placed.view(b, k, -1, cfg.img_size, cfg.img_size)
         return {
-            "components": pres5 * placed[:, :, 1:], "masks": pres5 * placed[:, :, :1],
+            "components": placed[:, :, 1:], "masks": placed[:, :, :1],
             "presence": z.pres, "pres_prob": torch.sigmoid(q.pres_logit),
             "boxes": box_to_pixels(box, cfg.img_size, cfg.img_size), "depth": z.depth[..., 0],
             "background": comp.background, "alpha": comp.alpha, "recon": comp.image.clamp(0, 1),

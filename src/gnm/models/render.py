@@ -148,24 +148,53 @@ def compose(appearance: torch.Tensor, mask: torch.Tensor | None, box: torch.Tens
         numer = (weight * pres5 * mask_full * app_full).sum(1)  # Σ s·M·pres·A  [B, C, H, W]
         denom = (weight * mask_full).sum(1)  # Σ s·M  [B, 1, H, W]
         alpha_sum = (pres5 * mask_full).sum(1)  # Σ pres·M
+    return _finish(numer, denom, alpha_sum, background)
+
+
+def _finish(numer: torch.Tensor, denom: torch.Tensor, alpha_sum: torch.Tensor,
+            background: torch.Tensor) -> Composite:
+    """The image from the per-pixel sums Σ s·M·pres·A, Σ s·M and Σ pres·M."""
     foreground = numer / denom.clamp_min(_TINY)
     alpha = alpha_sum - (alpha_sum - 1).clamp(min=0).detach()  # straight-through min(Σ, 1)
     image = foreground + (1 - alpha) * _wide(background)
     return Composite(image, foreground, alpha, background.expand_as(image))
 
 
+def compose_present(appearance: torch.Tensor, mask: torch.Tensor | None, box: torch.Tensor,
+                    weight: torch.Tensor, image_of: torch.Tensor,
+                    background: torch.Tensor) -> Composite:
+    """:func:`compose` for binary z_pres given only the ``P`` present objects (the absent ones
+    add exactly zero to every sum): appearance ``[P, C, h, w]``, mask ``[P, 1, h, w]`` (None:
+    m = 1), box ``[P, 4]``, weight ``[P]`` (each object's ``s_k``, already divided by its
+    image's largest), image_of ``[P]`` (long: which of the ``B`` images each belongs to),
+    background ``[B, C, H, W]``. Windowed rendering; no dense fallback (a window is at most
+    the image).
+    """
+    p, c, h, w = appearance.shape
+    height, width = background.shape[-2:]
+    if mask is None:
+        mask = appearance.new_ones(p, 1, h, w)
+    src = torch.cat([mask, mask * appearance], dim=1)
+    numer, denom, alpha_sum = _window_sums(src, box, weight, torch.ones_like(weight), height,
+                                           width, image_of, background.shape[0])
+    return _finish(numer, denom, alpha_sum, background)
+
+
 def _window_sums(src: torch.Tensor, box: torch.Tensor, s: torch.Tensor, pres: torch.Tensor,
-                 height: int, width: int):
+                 height: int, width: int, image_of: torch.Tensor | None = None,
+                 images: int | None = None):
     """The per-pixel sums of :func:`compose` via windows and one ``index_add`` (at least fp32).
 
-    src ``[N, 1 + C, h, w]`` (mask, mask·appearance); box ``[N, 4]``; s, pres ``[B, K]``.
+    src ``[N, 1 + C, h, w]`` (mask, mask·appearance); box ``[N, 4]``; s, pres ``[B, K]``, or
+    ``[N]`` with ``image_of [N]`` and the number of ``images`` given (then never None).
     """
     n, c1, h, w = src.shape
-    b = s.shape[0]
+    sparse = image_of is not None
+    b = images if sparse else s.shape[0]
     sx, sy, cx, cy = box.unbind(-1)
     y0, wh = _window(cy, sy, height, h)
     x0, ww = _window(cx, sx, width, w)
-    if wh * ww > _DENSE_ABOVE * height * width:
+    if not sparse and wh * ww > _DENSE_ABOVE * height * width:
         return None  # windows nearly as big as the image: the dense path is cheaper
     w_y = _interp_matrix(cy, sy, height, h, y0, wh)  # [N, wh, h]
     w_x = _interp_matrix(cx, sx, width, w, x0, ww)  # [N, ww, w]
@@ -178,7 +207,8 @@ def _window_sums(src: torch.Tensor, box: torch.Tensor, s: torch.Tensor, pres: to
     # Flat index of every value in a [B, 1 + C + 1, H, W] canvas: the values keep their own
     # (channel-first) layout, so neither the sums nor their gradients need a transposing copy.
     dev = src.device
-    image_of = torch.arange(n, device=dev) // (n // b)
+    if image_of is None:
+        image_of = torch.arange(n, device=dev) // (n // b)
     plane = image_of[:, None] * (c1 + 1) + torch.arange(c1 + 1, device=dev)  # [N, 1 + C + 1]
     rows = y0[:, None] + torch.arange(wh, device=dev)  # [N, wh]
     cols = x0[:, None] + torch.arange(ww, device=dev)  # [N, ww]
