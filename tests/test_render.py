@@ -1,5 +1,7 @@
 """The renderer composes the expected image from hand-made glimpses."""
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -10,6 +12,7 @@ from gnm.models.render import (
     _window_sums,
     compose,
     compose_present,
+    object_weights,
     place_glimpses,
 )
 from gnm.models.structure import where_to_box
@@ -210,6 +213,17 @@ def test_compose_present_equals_compose_over_every_cell(with_mask):
     empty = compose_present(app[0, :0], None, box[0, :0], s[0, :0],
                             torch.zeros(0, dtype=torch.long), bg)
     torch.testing.assert_close(empty.image, bg, rtol=0, atol=0)
+
+
+def test_object_weights_by_hand():
+    # s = pres·σ(−depth), divided by each image's largest; an image with no object stays 0.
+    pres = torch.tensor([[1.0, 1.0, 0.0], [0.0, 0.0, 0.0]], dtype=torch.float64)
+    depth = torch.tensor([[0.0, math.log(3.0), -5.0], [1.0, 2.0, 3.0]], dtype=torch.float64)
+    # σ(0) = 1/2 and σ(−ln 3) = 1/4, so the weights are 1 and 1/2 after dividing by 1/2.
+    expected = torch.tensor([[1.0, 0.5, 0.0], [0.0, 0.0, 0.0]], dtype=torch.float64)
+    torch.testing.assert_close(object_weights(pres, depth), expected, rtol=0, atol=1e-15)
+    torch.testing.assert_close(object_weights(pres, depth[..., None]), expected, rtol=0,
+                               atol=1e-15)
 
 
 def test_glimpse_decoder_chunking_does_not_change_results():

@@ -40,6 +40,7 @@ from gnm.models.render import (
     GlimpseDecoder,
     compose,
     compose_present,
+    object_weights,
     place_glimpses,
 )
 from gnm.models.structdraw import DrawOutput, StructDRAW
@@ -156,8 +157,7 @@ class GNM(nn.Module):
                         mask_force: float) -> Composite:
         """:meth:`render` for binary z_pres: decode and place the present cells only."""
         b, k = z.pres.shape
-        s = z.pres * torch.sigmoid(-z.depth.reshape(b, k))
-        s = s / s.amax(1, keepdim=True).clamp_min(1e-30)  # as compose() normalises
+        s = object_weights(z.pres, z.depth)
         present = z.pres.reshape(-1) > 0
         app, mask = self.glimpse_decoder(z.what.reshape(1, b * k, -1)[:, present])
         app = app[0]

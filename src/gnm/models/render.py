@@ -131,8 +131,7 @@ def compose(appearance: torch.Tensor, mask: torch.Tensor | None, box: torch.Tens
     height, width = background.shape[-2:]
     if mask is None:
         mask = appearance.new_ones(b, k, 1, h, w)
-    s = pres * torch.sigmoid(-depth.reshape(b, k))
-    s = s / s.detach().amax(1, keepdim=True).clamp_min(_TINY)  # see the module docstring
+    s = object_weights(pres, depth)
     src = torch.cat([mask, mask * appearance], dim=2).reshape(b * k, c + 1, h, w)
     sums = None
     if method == "window":
@@ -149,6 +148,14 @@ def compose(appearance: torch.Tensor, mask: torch.Tensor | None, box: torch.Tens
         denom = (weight * mask_full).sum(1)  # Σ s·M  [B, 1, H, W]
         alpha_sum = (pres5 * mask_full).sum(1)  # Σ pres·M
     return _finish(numer, denom, alpha_sum, background)
+
+
+def object_weights(pres: torch.Tensor, depth: torch.Tensor) -> torch.Tensor:
+    """Each object's compositing weight ``s_k = pres_k·σ(−depth_k)`` ``[B, K]``, divided by its
+    image's largest (detached; see the module docstring). pres ``[B, K]``, depth ``[B, K]`` or
+    ``[B, K, 1]``. An image with no object keeps weights 0."""
+    s = pres * torch.sigmoid(-depth.reshape(pres.shape))
+    return s / s.detach().amax(1, keepdim=True).clamp_min(_TINY)
 
 
 def _finish(numer: torch.Tensor, denom: torch.Tensor, alpha_sum: torch.Tensor,
@@ -175,18 +182,20 @@ def compose_present(appearance: torch.Tensor, mask: torch.Tensor | None, box: to
     if mask is None:
         mask = appearance.new_ones(p, 1, h, w)
     src = torch.cat([mask, mask * appearance], dim=1)
-    numer, denom, alpha_sum = _window_sums(src, box, weight, torch.ones_like(weight), height,
-                                           width, image_of, background.shape[0])
+    numer, denom, alpha_sum = _window_sums(src, box, weight, None, height, width, image_of,
+                                           background.shape[0])
     return _finish(numer, denom, alpha_sum, background)
 
 
-def _window_sums(src: torch.Tensor, box: torch.Tensor, s: torch.Tensor, pres: torch.Tensor,
+def _window_sums(src: torch.Tensor, box: torch.Tensor, s: torch.Tensor,
+                 pres: torch.Tensor | None,
                  height: int, width: int, image_of: torch.Tensor | None = None,
                  images: int | None = None):
     """The per-pixel sums of :func:`compose` via windows and one ``index_add`` (at least fp32).
 
     src ``[N, 1 + C, h, w]`` (mask, mask·appearance); box ``[N, 4]``; s, pres ``[B, K]``, or
-    ``[N]`` with ``image_of [N]`` and the number of ``images`` given (then never None).
+    ``[N]`` with ``image_of [N]`` and the number of ``images`` given (then never None);
+    ``pres`` None means every object is present (pres = 1, no multiply).
     """
     n, c1, h, w = src.shape
     sparse = image_of is not None
@@ -201,9 +210,12 @@ def _window_sums(src: torch.Tensor, box: torch.Tensor, s: torch.Tensor, pres: to
     placed = torch.matmul(w_y.unsqueeze(1), torch.matmul(src, w_x.transpose(1, 2).unsqueeze(1)))
     placed = _wide(placed)  # [N, 1 + C, wh, ww]
     mask_win, app_win = placed[:, :1], placed[:, 1:]
-    s_n, pres_n = _wide(s.reshape(n, 1, 1, 1)), _wide(pres.reshape(n, 1, 1, 1))
-    weighted = s_n * mask_win
-    vals = torch.cat([weighted * pres_n * app_win, weighted, pres_n * mask_win], dim=1)
+    weighted = _wide(s.reshape(n, 1, 1, 1)) * mask_win
+    if pres is None:
+        vals = torch.cat([weighted * app_win, weighted, mask_win], dim=1)
+    else:
+        pres_n = _wide(pres.reshape(n, 1, 1, 1))
+        vals = torch.cat([weighted * pres_n * app_win, weighted, pres_n * mask_win], dim=1)
     # Flat index of every value in a [B, 1 + C + 1, H, W] canvas: the values keep their own
     # (channel-first) layout, so neither the sums nor their gradients need a transposing copy.
     dev = src.device
