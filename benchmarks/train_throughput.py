@@ -5,10 +5,13 @@ At the paper's MNIST-4 configuration (preset ``mnist4``: 128 px, ~2.9M parameter
 ``--steps`` timed repetitions after ``--warmup`` untimed ones. The reference implementation
 runs about 30 training images/s (1.03-1.12 s per step) and about 95 prior-sampled images/s on
 this machine kind; the goal is >= 3x both. ``--profile`` adds the top operators of one train step
-(CPU). ``--device cuda`` measures a GPU instead (timings synchronise the device).
+(CPU); ``--flops`` adds the floating-point operations of one train step (forward + backward,
+convolutions and matrix products, counted by ``torch.utils.flop_counter``) per top-level module,
+and the GFLOP/s each timed step achieved. ``--device cuda`` measures a GPU instead (timings
+synchronise the device).
 
     python benchmarks/train_throughput.py [--preset mnist4] [--steps 20] [--dtypes fp32] [--profile]
-                                          [--device cpu|cuda] [--batch 32]
+                                          [--flops] [--device cpu|cuda] [--batch 32]
 """
 
 from __future__ import annotations
@@ -96,6 +99,29 @@ def profile(preset: str, batch: int) -> list[dict]:
              "share": e.self_cpu_time_total / total} for e in rows[:12]]
 
 
+def flops(preset: str, batch: int) -> dict[str, float]:
+    """GFLOP of one fp32 train step (forward + backward) of ``preset`` at ``batch``: ``total``
+    one entry per top-level submodule of the model, and ``other`` for what runs in the model's
+    own forward (the renderer's matrix products). Convolutions and matrix products only;
+    ``torch.utils.flop_counter`` counts a multiply-add as 2. Like the timings: a freshly
+    initialised model on random images (the renderer's windows, and so ``other``, follow the
+    box sizes, which are larger at initialisation than in a trained model)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = build_model(preset)
+    size, ch = model.config.img_size, model.config.channels
+    x = torch.rand(batch, ch, size, size)
+    counter = FlopCounterMode(display=False, depth=2)
+    with counter:
+        model(x, step=10_000)["loss"].backward()
+    out = {"total": counter.get_total_flops() / 1e9}
+    for name, ops in counter.get_flop_counts().items():
+        if name.count(".") == 1:  # "GNM.encoder", ...
+            out[name.split(".", 1)[1]] = sum(ops.values()) / 1e9
+    out["other"] = out["total"] - sum(v for k, v in out.items() if k != "total")
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--preset", default="mnist4")
@@ -105,6 +131,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--dtypes", default="fp32,bf16", help="comma-separated: fp32, bf16")
     p.add_argument("--profile", action="store_true")
+    p.add_argument("--flops", action="store_true", help="GFLOP per train step, per module")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--json", default=None)
     args = p.parse_args()
@@ -131,6 +158,10 @@ def main() -> None:
               "torch": torch.__version__, "reference": REFERENCE, "results": rows}
     if args.profile:
         result["profile_fp32_train_step"] = profile(args.preset, args.batch)
+    if args.flops:
+        result["train_step_gflop"] = flops(args.preset, args.batch)
+        for r in rows:
+            r["train_gflop_per_s"] = result["train_step_gflop"]["total"] / r["train_s_per_step"]
     print(json.dumps(result, indent=1))
     print("\n| preset | dtype | params | train s/step | train img/s | x ref | sample img/s | x ref "
           "| infer img/s |\n|---|---|---|---|---|---|---|---|---|")
@@ -143,6 +174,13 @@ def main() -> None:
         print("\n| op (fp32 train step) | self ms | share |\n|---|---|---|")
         for e in result["profile_fp32_train_step"]:
             print(f"| {e['op']} | {e['self_ms']:.1f} | {e['share']:.1%} |")
+    if args.flops:
+        print("\n| module (fp32 train step, fwd + bwd) | GFLOP | share |\n|---|---|---|")
+        g = result["train_step_gflop"]
+        for name, v in g.items():
+            print(f"| {name} | {v:.2f} | {v / g['total']:.1%} |")
+        print("\n" + ", ".join(f"{r['dtype']}: {r['train_gflop_per_s']:.1f} GFLOP/s achieved"
+                                for r in rows))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=1)

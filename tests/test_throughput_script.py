@@ -1,0 +1,35 @@
+"""benchmarks/train_throughput.py: the FLOP breakdown against a hand count."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+
+def _script():
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "train_throughput.py"
+    spec = importlib.util.spec_from_file_location("train_throughput_script", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_flops_glimpse_decoder_by_hand():
+    g = _script().flops("mnist4", batch=1)
+    # The paper MNIST glimpse decoder, per glimpse, forward (2 FLOP per multiply-add):
+    # z_what 20 -> 1024 at 1x1; 64 -> 256 at 4x4; 64 -> 128 at 8x8; 32 -> 64 at 16x16 (1x1 convs,
+    # each followed by a pixel shuffle); 16 -> 8 and 8 -> 1, 3x3, at 32x32.
+    fwd = 2 * (20 * 1024 + 64 * 256 * 16 + 64 * 128 * 64 + 32 * 64 * 256
+               + 16 * 8 * 9 * 1024 + 8 * 1 * 9 * 1024)
+    assert fwd == 5_169_152
+    # Backward: the gradients of the input and of the weights each cost one forward; 16 cells.
+    assert g["glimpse_decoder"] == pytest.approx(3 * fwd * 16 / 1e9, rel=1e-9)
+    # The 9-conv encoder on one 128-px image: (C_in, C_out, kernel, output side) per conv; the
+    # first conv needs no input gradient (the image is data), the others cost 3 forwards.
+    convs = [(1, 16, 4, 64), (16, 16, 3, 64), (16, 32, 4, 32), (32, 32, 3, 32), (32, 64, 4, 16),
+             (64, 64, 3, 16), (64, 64, 4, 8), (64, 64, 3, 8), (64, 64, 4, 4)]
+    enc = [2 * ci * co * k * k * side * side for ci, co, k, side in convs]
+    assert g["encoder"] == pytest.approx((2 * enc[0] + 3 * sum(enc[1:])) / 1e9, rel=1e-9)
+    assert g["other"] >= 0 and {"structdraw", "structure"} <= set(g)
