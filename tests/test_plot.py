@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,6 +18,7 @@ from gnm.viz.plot import (
     nice_ticks,
     side_by_side,
 )
+from tests.conftest import load_benchmark
 
 RECORDS = [  # two window records and two judge records, as the trainer writes them
     {"step": 50, "elapsed": 30.0, "elbo": 100.0, "num_objects": 3.0},
@@ -99,20 +98,12 @@ def test_curves_from_metrics_records(tmp_path):
         learning_curves({})
 
 
-def _script():
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "learning_curves.py"
-    spec = importlib.util.spec_from_file_location("learning_curves_script", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_learning_curves_script(tmp_path, capsys):
     for name in ("run-a", "run-b"):
         (tmp_path / name).mkdir()
         (tmp_path / name / "metrics.jsonl").write_text(
             "".join(json.dumps(r) + "\n" for r in RECORDS))
-    script = _script()
+    script = load_benchmark("learning_curves")
     out = tmp_path / "img" / "lc.png"
     assert script.main([str(tmp_path / "run-a"), str(tmp_path / "run-b"),
                         "--out", str(out)]) == 0

@@ -2,22 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
-
-def _script():
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "train_throughput.py"
-    spec = importlib.util.spec_from_file_location("train_throughput_script", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from tests.conftest import load_benchmark
 
 
 def test_flops_glimpse_decoder_by_hand():
-    g = _script().flops("mnist4", batch=1)
+    g = load_benchmark("train_throughput").flops("mnist4", batch=1)
     # The paper MNIST glimpse decoder, per glimpse, forward (2 FLOP per multiply-add):
     # z_what 20 -> 1024 at 1x1; 64 -> 256 at 4x4; 64 -> 128 at 8x8; 32 -> 64 at 16x16 (1x1 convs,
     # each followed by a pixel shuffle); 16 -> 8 and 8 -> 1, 3x3, at 32x32.
