@@ -45,14 +45,21 @@ def _timed(fn, steps: int, warmup: int, device: torch.device) -> list[float]:
     return times
 
 
+def _model_and_images(preset: str, batch: int, device: torch.device | str = "cpu"
+                      ) -> tuple[torch.nn.Module, torch.Tensor]:
+    """A freshly initialised ``preset`` model and ``batch`` uniform random images
+    ``[batch, C, H, W]`` of its size, both on ``device``."""
+    model = build_model(preset).to(device)
+    size, ch = model.config.img_size, model.config.channels
+    return model, torch.rand(batch, ch, size, size, device=device)
+
+
 def bench(preset: str, batch: int, steps: int, warmup: int, bf16: bool,
           device: torch.device | str = "cpu") -> dict:
     """Median train-step, prior-sampling and inference speed of ``preset`` at ``batch``."""
     device = torch.device(device)
     torch.manual_seed(0)
-    model = build_model(preset).to(device)
-    size, ch = model.config.img_size, model.config.channels
-    x = torch.rand(batch, ch, size, size, device=device)
+    model, x = _model_and_images(preset, batch, device)
     opt = torch.optim.RMSprop(model.parameters(), lr=1e-4)
     amp = ((lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if bf16
            else contextlib.nullcontext)
@@ -86,9 +93,7 @@ def bench(preset: str, batch: int, steps: int, warmup: int, bf16: bool,
 
 
 def profile(preset: str, batch: int) -> list[dict]:
-    model = build_model(preset)
-    size, ch = model.config.img_size, model.config.channels
-    x = torch.rand(batch, ch, size, size)
+    model, x = _model_and_images(preset, batch)
     for _ in range(2):
         model(x, step=10_000)["loss"].backward()
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
@@ -108,9 +113,7 @@ def flops(preset: str, batch: int) -> dict[str, float]:
     box sizes, which are larger at initialisation than in a trained model)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    model = build_model(preset)
-    size, ch = model.config.img_size, model.config.channels
-    x = torch.rand(batch, ch, size, size)
+    model, x = _model_and_images(preset, batch)
     counter = FlopCounterMode(display=False, depth=2)
     with counter:
         model(x, step=10_000)["loss"].backward()
