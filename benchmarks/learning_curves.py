@@ -6,6 +6,9 @@ vs minutes, ELBO vs minutes; one line per run, labelled by the run directory's n
 ``LABEL=`` before it), and prints the final values as JSON and as a Markdown table.
 
     python benchmarks/learning_curves.py runs/a "GNM-Gaussian=runs/b" --out docs/img/curves.png
+
+``--keys kl_global,kl_where --x step`` draws other logged terms (see ``gnm.viz.curves.PANELS``)
+against the training step instead.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from pathlib import Path
 
 from gnm.errors import GNMError
 from gnm.train.logger import read_metrics
-from gnm.viz.curves import final_values, learning_curves
+from gnm.viz.curves import PANELS, X_AXES, final_values, learning_curves
 
 
 def _fmt(value: object, spec: str) -> str:
@@ -44,6 +47,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("runs", nargs="+",
                    help="run directories (each holding metrics.jsonl), optionally LABEL=DIR")
     p.add_argument("--out", default="docs/img/learning_curves.png", help="output PNG")
+    p.add_argument("--keys", default="sacc,elbo",
+                   help="comma-separated panels, from: " + ", ".join(PANELS))
+    p.add_argument("--x", default="minutes", choices=list(X_AXES), help="x axis")
     args = p.parse_args(argv)
     try:
         runs = {}
@@ -55,7 +61,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                "directories written by gnm train.")
             name = label if sep else Path(run).resolve().name
             runs[name if name not in runs else arg] = records
-        learning_curves(runs, keys=("sacc", "elbo"), path=args.out)
+        keys = tuple(k.strip() for k in args.keys.split(",") if k.strip())
+        learning_curves(runs, keys=keys, path=args.out, x=args.x)
     except GNMError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

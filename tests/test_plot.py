@@ -86,6 +86,9 @@ def test_side_by_side_pads_to_the_tallest():
 def test_curves_from_metrics_records(tmp_path):
     assert curve(RECORDS, "elbo") == ([0.5, 1.0], [100.0, 200.0])
     assert curve(RECORDS, "sacc") == ([1.1, 2.0], [0.25, 0.5])
+    assert curve(RECORDS, "sacc", x="step") == ([100.0, 150.0], [0.25, 0.5])
+    with pytest.raises(GNMError, match="unknown x axis"):
+        curve(RECORDS, "sacc", x="hours")
     final = final_values(RECORDS)
     assert final == {"step": 150, "minutes": 2.0, "elbo": 200.0, "num_objects": 4.0,
                      "sacc": 0.5, "sacc_ci95": [0.3, 0.7]}
@@ -116,3 +119,8 @@ def test_learning_curves_script(tmp_path, capsys):
     assert "metrics.jsonl is missing" in capsys.readouterr().err
     assert script.main([f"GNM-Gaussian={tmp_path / 'run-a'}", "--out", str(out)]) == 0
     assert "| GNM-Gaussian | 150 |" in capsys.readouterr().out
+    assert script.main([str(tmp_path / "run-a"), "--keys", "elbo,num_objects,sacc,kl_global",
+                        "--x", "step", "--out", str(out)]) == 0
+    assert Image.open(out).size[0] > 3 * Image.open(out).size[1]  # four panels side by side
+    assert script.main([str(tmp_path / "run-a"), "--keys", "loss", "--out", str(out)]) == 2
+    assert "no learning-curve panel for loss" in capsys.readouterr().err

@@ -23,17 +23,27 @@ PANELS: dict[str, tuple[str, str, tuple[float, float] | None]] = {
     "sacc": ("S-Acc of prior samples (judge)", "S-Acc", (0.0, 1.0)),
     "elbo": ("ELBO (training batches)", "nats per image", None),
     "num_objects": ("objects per scene (inferred, training batches)", "objects", None),
+    "kl_global": ("KL of z_g (training batches)", "nats per image", None),
+    "kl_where": ("KL of z_where (training batches)", "nats per image", None),
 }
+
+#: x axes a curve can be drawn against: the record key and the axis label.
+X_AXES: dict[str, tuple[str, str]] = {"minutes": ("elapsed", "wall-clock minutes"),
+                                      "step": ("step", "training step")}
 
 Records = Sequence[Mapping[str, Any]]
 
 
-def curve(records: Records, key: str) -> tuple[list[float], list[float]]:
-    """``(minutes, values)`` of ``key`` over the records that carry it and ``elapsed`` (s)."""
+def curve(records: Records, key: str, x: str = "minutes") -> tuple[list[float], list[float]]:
+    """``(xs, values)`` of ``key`` over the records that carry it and the x key: wall-clock
+    minutes (from ``elapsed`` seconds) for ``x="minutes"``, the training step for ``"step"``."""
+    if x not in X_AXES:
+        raise GNMError(f"unknown x axis {x!r}; use one of {', '.join(X_AXES)}.")
+    xkey, scale = X_AXES[x][0], 60.0 if x == "minutes" else 1.0
     xs, ys = [], []
     for r in records:
-        if key in r and "elapsed" in r and isinstance(r[key], (int, float)):
-            xs.append(float(r["elapsed"]) / 60.0)
+        if key in r and xkey in r and isinstance(r[key], (int, float)):
+            xs.append(float(r[xkey]) / scale)
             ys.append(float(r[key]))
     return xs, ys
 
@@ -58,22 +68,22 @@ def final_values(records: Records) -> dict[str, Any]:
 
 def learning_curves(runs: Mapping[str, Records], keys: Sequence[str] = ("sacc", "elbo"),
                     path: str | Path | None = None,
-                    panel_size: tuple[int, int] = (560, 380)) -> np.ndarray:
-    """One panel per metric ``key`` (see :data:`PANELS`) against wall-clock minutes, one line
-    per run (``{label: records}``), side by side, all on one time axis from 0; uint8
-    ``[H, W, 3]``, written to ``path``."""
+                    panel_size: tuple[int, int] = (560, 380), x: str = "minutes") -> np.ndarray:
+    """One panel per metric ``key`` (see :data:`PANELS`) against wall-clock minutes (or the
+    training step, ``x="step"``), one line per run (``{label: records}``), side by side, all on
+    one x axis from 0; uint8 ``[H, W, 3]``, written to ``path``."""
     unknown = [k for k in keys if k not in PANELS]
     if unknown:
         raise GNMError(f"no learning-curve panel for {', '.join(unknown)}; known: "
                        f"{', '.join(PANELS)}.")
     if not runs:
         raise GNMError("learning_curves needs at least one run.")
-    ends = [x for records in runs.values() for key in keys for x in curve(records, key)[0]]
+    ends = [v for records in runs.values() for key in keys for v in curve(records, key, x)[0]]
     xlim = (0.0, max(ends)) if ends and max(ends) > 0 else None  # one time axis for all panels
     panels = []
     for key in keys:
         title, ylabel, ylim = PANELS[key]
-        series = {label: curve(records, key) for label, records in runs.items()}
-        panels.append(line_chart(series, title=title, xlabel="wall-clock minutes",
+        series = {label: curve(records, key, x) for label, records in runs.items()}
+        panels.append(line_chart(series, title=title, xlabel=X_AXES[x][1],
                                  ylabel=ylabel, xlim=xlim, ylim=ylim, size=panel_size))
     return side_by_side(panels, path=path)
