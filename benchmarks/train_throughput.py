@@ -4,11 +4,11 @@ At the paper's MNIST-4 configuration (preset ``mnist4``: 128 px, ~2.9M parameter
 ``--threads`` threads (default 2), fp32 and bf16 autocast. Each figure is the median over
 ``--steps`` timed repetitions after ``--warmup`` untimed ones. The reference implementation
 runs about 30 training images/s (1.03-1.12 s per step) and about 95 prior-sampled images/s on
-this machine kind; the goal is >= 3x both. ``--profile`` adds the top operators of one train step
-(CPU); ``--flops`` adds the floating-point operations of one train step (forward + backward,
-convolutions and matrix products, counted by ``torch.utils.flop_counter``) per top-level module,
-and the GFLOP/s each timed step achieved. ``--device cuda`` measures a GPU instead (timings
-synchronise the device).
+this machine kind; the goal is >= 3x both. ``--profile`` adds the top operators of one train
+step (CPU) in each measured dtype; ``--flops`` adds the floating-point operations of one train
+step (forward + backward, convolutions and matrix products, counted by
+``torch.utils.flop_counter``) per top-level module, and the GFLOP/s each timed step achieved.
+``--device cuda`` measures a GPU instead (timings synchronise the device).
 
     python benchmarks/train_throughput.py [--preset mnist4] [--steps 20] [--dtypes fp32] [--profile]
                                           [--flops] [--device cpu|cuda] [--batch 32]
@@ -92,16 +92,25 @@ def bench(preset: str, batch: int, steps: int, warmup: int, bf16: bool,
             "sample_images_per_s": batch / t_sample, "infer_images_per_s": batch / t_infer}
 
 
-def profile(preset: str, batch: int) -> list[dict]:
+def profile(preset: str, batch: int, bf16: bool = False, top: int = 12) -> list[dict]:
+    """The ``top`` operators of one CPU train step (forward + backward, under bf16 autocast if
+    ``bf16``) by self time: ``[{"op", "self_ms", "share"}]``, share of the step's self time."""
     model, x = _model_and_images(preset, batch)
+    amp = torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)
+
+    def step() -> None:
+        with amp:
+            loss = model(x, step=10_000)["loss"]
+        loss.backward()
+
     for _ in range(2):
-        model(x, step=10_000)["loss"].backward()
+        step()
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
-        model(x, step=10_000)["loss"].backward()
+        step()
     rows = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
     total = sum(e.self_cpu_time_total for e in rows)
     return [{"op": e.key, "self_ms": e.self_cpu_time_total / 1e3,
-             "share": e.self_cpu_time_total / total} for e in rows[:12]]
+             "share": e.self_cpu_time_total / total} for e in rows[:top]]
 
 
 def flops(preset: str, batch: int) -> dict[str, float]:
@@ -160,7 +169,8 @@ def main() -> None:
                           else platform.processor() or platform.machine()),
               "torch": torch.__version__, "reference": REFERENCE, "results": rows}
     if args.profile:
-        result["profile_fp32_train_step"] = profile(args.preset, args.batch)
+        result["profile_train_step"] = {d: profile(args.preset, args.batch, d == "bf16")
+                                        for d in dtypes}
     if args.flops:
         result["train_step_gflop"] = flops(args.preset, args.batch)
         for r in rows:
@@ -174,9 +184,10 @@ def main() -> None:
               f"{r['train_speedup_vs_reference']:.1f} | {r['sample_images_per_s']:.0f} | "
               f"{r['sample_speedup_vs_reference']:.1f} | {r['infer_images_per_s']:.0f} |")
     if args.profile:
-        print("\n| op (fp32 train step) | self ms | share |\n|---|---|---|")
-        for e in result["profile_fp32_train_step"]:
-            print(f"| {e['op']} | {e['self_ms']:.1f} | {e['share']:.1%} |")
+        for d, ops in result["profile_train_step"].items():
+            print(f"\n| op ({d} train step) | self ms | share |\n|---|---|---|")
+            for e in ops:
+                print(f"| {e['op']} | {e['self_ms']:.1f} | {e['share']:.1%} |")
     if args.flops:
         print("\n| module (fp32 train step, fwd + bwd) | GFLOP | share |\n|---|---|---|")
         g = result["train_step_gflop"]

@@ -1,4 +1,4 @@
-"""benchmarks/train_throughput.py: the FLOP breakdown against a hand count."""
+"""benchmarks/train_throughput.py: the FLOP breakdown against a hand count, and the profile."""
 
 from __future__ import annotations
 
@@ -24,3 +24,13 @@ def test_flops_glimpse_decoder_by_hand():
     enc = [2 * ci * co * k * k * side * side for ci, co, k, side in convs]
     assert g["encoder"] == pytest.approx((2 * enc[0] + 3 * sum(enc[1:])) / 1e9, rel=1e-9)
     assert g["other"] >= 0 and {"structdraw", "structure"} <= set(g)
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+def test_profile_rows(bf16):
+    rows = load_benchmark("train_throughput").profile("mnist4-cpu", batch=1, bf16=bf16, top=5)
+    assert len(rows) == 5 and all(set(r) == {"op", "self_ms", "share"} for r in rows)
+    shares = [r["share"] for r in rows]
+    assert shares == sorted(shares, reverse=True) and 0 < sum(shares) <= 1
+    ops = {r["op"] for r in rows}
+    assert any("conv" in op or "mm" in op for op in ops)  # the step's arithmetic shows up
