@@ -8,7 +8,9 @@ this machine kind; the goal is >= 3x both. ``--profile`` adds the top operators 
 step (CPU) in each measured dtype; ``--flops`` adds the floating-point operations of one train
 step (forward + backward, convolutions and matrix products, counted by
 ``torch.utils.flop_counter``) per top-level module, and the GFLOP/s each timed step achieved.
-``--device cuda`` measures a GPU instead (timings synchronise the device).
+``--device cuda`` measures a GPU instead (timings synchronise the device). Like the ``gnm``
+command, the script first makes glibc keep freed memory (``gnm.perf.reuse_freed_memory``);
+``--malloc default`` measures glibc's default behaviour instead.
 
     python benchmarks/train_throughput.py [--preset mnist4] [--steps 20] [--dtypes fp32] [--profile]
                                           [--flops] [--device cpu|cuda] [--batch 32]
@@ -26,6 +28,7 @@ import time
 import torch
 
 from gnm.models.registry import build_model
+from gnm.perf import reuse_freed_memory
 
 REFERENCE = {"train_images_per_s": 30.0, "sample_images_per_s": 95.0}
 
@@ -43,6 +46,18 @@ def _timed(fn, steps: int, warmup: int, device: torch.device) -> list[float]:
         sync()
         times.append(time.perf_counter() - t)
     return times
+
+
+def cpu_features() -> list[str]:
+    """The vector / matrix extensions of this CPU that set the fp32 and bf16 kernels' speed
+    (from /proc/cpuinfo; empty where it does not exist)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f
+                          if line.startswith("flags")), [])
+    except OSError:
+        return []
+    return [x for x in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if x in flags]
 
 
 def _model_and_images(preset: str, batch: int, device: torch.device | str = "cpu"
@@ -145,6 +160,8 @@ def main() -> None:
     p.add_argument("--profile", action="store_true")
     p.add_argument("--flops", action="store_true", help="GFLOP per train step, per module")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--malloc", default="reuse", choices=["reuse", "default"],
+                   help="reuse: keep freed memory (gnm.perf.reuse_freed_memory); default: glibc's")
     p.add_argument("--json", default=None)
     args = p.parse_args()
     if args.device not in ("cpu", "cuda"):
@@ -155,6 +172,7 @@ def main() -> None:
         p.error("--profile profiles the CPU step; leave --device at cpu.")
     device = torch.device(args.device)
     torch.set_num_threads(args.threads)
+    malloc = "reuse" if args.malloc == "reuse" and reuse_freed_memory() else "default"
     dtypes = [d.strip() for d in args.dtypes.split(",") if d.strip()]
     if not dtypes or set(dtypes) - {"fp32", "bf16"}:
         p.error(f"--dtypes {args.dtypes!r}: give fp32, bf16 or both, comma-separated.")
@@ -167,7 +185,9 @@ def main() -> None:
     result = {"benchmark": "train_throughput", "threads": args.threads, "steps": args.steps,
               "machine": (torch.cuda.get_device_name(device) if device.type == "cuda"
                           else platform.processor() or platform.machine()),
-              "torch": torch.__version__, "reference": REFERENCE, "results": rows}
+              "cpu_features": cpu_features(),
+              "torch": torch.__version__, "malloc": malloc, "reference": REFERENCE,
+              "results": rows}
     if args.profile:
         result["profile_train_step"] = {d: profile(args.preset, args.batch, d == "bf16")
                                         for d in dtypes}

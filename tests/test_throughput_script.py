@@ -34,3 +34,14 @@ def test_profile_rows(bf16):
     assert shares == sorted(shares, reverse=True) and 0 < sum(shares) <= 1
     ops = {r["op"] for r in rows}
     assert any("conv" in op or "mm" in op for op in ops)  # the step's arithmetic shows up
+
+
+def test_cpu_features_reads_cpuinfo(monkeypatch, tmp_path):
+    script = load_benchmark("train_throughput")
+    fake = tmp_path / "cpuinfo"
+    fake.write_text("processor\t: 0\nflags\t\t: fpu sse avx2 avx512f avx512_bf16\n")
+    real_open = open
+    monkeypatch.setattr("builtins.open",
+                        lambda path, *a, **k: real_open(fake if path == "/proc/cpuinfo" else path,
+                                                        *a, **k))
+    assert script.cpu_features() == ["avx2", "avx512f", "avx512_bf16"]
