@@ -19,7 +19,6 @@ command, the script first makes glibc keep freed memory (``gnm.perf.reuse_freed_
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import platform
 import statistics
@@ -46,6 +45,11 @@ def _timed(fn, steps: int, warmup: int, device: torch.device) -> list[float]:
         sync()
         times.append(time.perf_counter() - t)
     return times
+
+
+def _autocast(device_type: str, bf16: bool) -> torch.autocast:
+    """A bf16 autocast context for ``device_type``, a no-op unless ``bf16``."""
+    return torch.autocast(device_type, dtype=torch.bfloat16, enabled=bf16)
 
 
 def cpu_features() -> list[str]:
@@ -76,11 +80,9 @@ def bench(preset: str, batch: int, steps: int, warmup: int, bf16: bool,
     torch.manual_seed(0)
     model, x = _model_and_images(preset, batch, device)
     opt = torch.optim.RMSprop(model.parameters(), lr=1e-4)
-    amp = ((lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if bf16
-           else contextlib.nullcontext)
 
     def train_step() -> None:
-        with amp():
+        with _autocast(device.type, bf16):
             out = model(x, step=10_000)
         opt.zero_grad(set_to_none=True)
         out["loss"].backward()
@@ -88,11 +90,11 @@ def bench(preset: str, batch: int, steps: int, warmup: int, bf16: bool,
         opt.step()
 
     def sample() -> None:
-        with torch.no_grad(), amp():
+        with torch.no_grad(), _autocast(device.type, bf16):
             model.sample(batch)
 
     def infer() -> None:
-        with torch.no_grad(), amp():
+        with torch.no_grad(), _autocast(device.type, bf16):
             model.decompose(x)
 
     model.train()
@@ -111,10 +113,9 @@ def profile(preset: str, batch: int, bf16: bool = False, top: int = 12) -> list[
     """The ``top`` operators of one CPU train step (forward + backward, under bf16 autocast if
     ``bf16``) by self time: ``[{"op", "self_ms", "share"}]``, share of the step's self time."""
     model, x = _model_and_images(preset, batch)
-    amp = torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)
 
     def step() -> None:
-        with amp:
+        with _autocast("cpu", bf16):
             loss = model(x, step=10_000)["loss"]
         loss.backward()
 

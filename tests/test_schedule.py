@@ -54,6 +54,17 @@ def test_cpu_recipe_global_kl_warmup_starts_after_the_objects_appear():
     assert m.beta_g * m.beta_g_warmup(20_000) == 2.0 == m.beta_g * m.beta_g_warmup(38_000)
 
 
+def test_old_cpu_warmup_gave_beta1_weight_until_10k():
+    """The README's branched runs (warm-up from step 0, before it moved to step 2,000) rest on
+    this: beta 2 warmed up over 0-20k gives the global KL exactly (bit for bit) the weight
+    t / 10k that beta 1 over 10k steps gives."""
+    old = Schedule(0, 20_000, 0.0, 1.0)
+    beta1 = Schedule(0, 10_000, 0.0, 1.0)
+    assert all(2.0 * old(t) == 1.0 * beta1(t) for t in range(0, 10_001))
+    assert 2.0 * old(15_000) == pytest.approx(1.5)
+    assert 2.0 * old(20_000) == 2.0
+
+
 def test_arrow_curriculum_matches_spec():
     m = get_preset("arrow").model
     assert m.beta_b(0) == 50.0

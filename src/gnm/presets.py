@@ -24,7 +24,7 @@ relative to the paper MNIST model they change:
   0.899 at the paper's width (README "Results"; training seed 0, warm-up from step 0), so the
   2.81M-parameter model is trained on both cores (38k steps in about 112 minutes);
 * shorter curriculum: τ 1.0 → 0.5 over steps 500-5k (was 1k-20k), ρ 0.1 → 0.001 over 0-1k
-  (was 0-4k), β_g warm-up 0 → 1 over 20k steps (was 100k);
+  (was 0-4k), β_g warm-up 0 → 1 over steps 2k-20k (was 0-100k);
 * pixel σ 0.1 instead of 0.2: a 64-px image has a quarter of the pixels of a 128-px one, so
   at σ = 0.2 the KL terms weigh 4× more against the reconstruction than in the paper. With
   σ = 0.2 our 64-px runs learned blurred average digits and a global latent without class

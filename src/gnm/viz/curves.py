@@ -27,9 +27,11 @@ PANELS: dict[str, tuple[str, str, tuple[float, float] | None]] = {
     "kl_where": ("KL of z_where (training batches)", "nats per image", None),
 }
 
-#: x axes a curve can be drawn against: the record key and the axis label.
-X_AXES: dict[str, tuple[str, str]] = {"minutes": ("elapsed", "wall-clock minutes"),
-                                      "step": ("step", "training step")}
+#: x axes a curve can be drawn against: the record key, its divisor and the axis label.
+X_AXES: dict[str, tuple[str, float, str]] = {
+    "minutes": ("elapsed", 60.0, "wall-clock minutes"),  # elapsed is in seconds
+    "step": ("step", 1.0, "training step"),
+}
 
 Records = Sequence[Mapping[str, Any]]
 
@@ -39,7 +41,7 @@ def curve(records: Records, key: str, x: str = "minutes") -> tuple[list[float], 
     minutes (from ``elapsed`` seconds) for ``x="minutes"``, the training step for ``"step"``."""
     if x not in X_AXES:
         raise GNMError(f"unknown x axis {x!r}; use one of {', '.join(X_AXES)}.")
-    xkey, scale = X_AXES[x][0], 60.0 if x == "minutes" else 1.0
+    xkey, scale, _ = X_AXES[x]
     xs, ys = [], []
     for r in records:
         if key in r and xkey in r and isinstance(r[key], (int, float)):
@@ -84,6 +86,6 @@ def learning_curves(runs: Mapping[str, Records], keys: Sequence[str] = ("sacc", 
     for key in keys:
         title, ylabel, ylim = PANELS[key]
         series = {label: curve(records, key, x) for label, records in runs.items()}
-        panels.append(line_chart(series, title=title, xlabel=X_AXES[x][1],
+        panels.append(line_chart(series, title=title, xlabel=X_AXES[x][2],
                                  ylabel=ylabel, xlim=xlim, ylim=ylim, size=panel_size))
     return side_by_side(panels, path=path)
