@@ -168,6 +168,22 @@ def test_sample_is_deterministic_given_a_generator_and_in_range():
     torch.testing.assert_close(model.generate(z_g), a)
 
 
+def test_sample_temperature_scales_the_global_draw():
+    model = tiny()
+    gen = torch.Generator
+    z1 = model.sample_global(3, generator=gen().manual_seed(0))
+    torch.testing.assert_close(model.sample_global(3, generator=gen().manual_seed(0),
+                                                   temperature=1.0), z1)
+    z0 = model.sample_global(3, generator=gen().manual_seed(0), temperature=0.0)
+    torch.testing.assert_close(z0, model.structdraw(n=3, use_mean=True).z_global)
+    zt = model.sample_global(3, generator=gen().manual_seed(0), temperature=0.3)
+    torch.testing.assert_close(model.sample(3, generator=gen().manual_seed(0), temperature=0.3),
+                               model.generate(zt))
+    for bad in (-0.1, float("nan"), float("inf")):
+        with pytest.raises(GNMError, match="temperature must be a finite number >= 0"):
+            model.sample(2, temperature=bad)
+
+
 def test_decompose_reconstruct_and_traversals():
     model = tiny(**TINY_BG)
     x = images(model, b=2)

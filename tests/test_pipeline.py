@@ -66,6 +66,14 @@ def test_sample_cli(run_dir, tmp_path):
     with np.load(tmp_path / "t.npz") as z:
         assert np.array_equal(z["images"], images)
     assert cli.main(["sample", str(out), "--n", "5", "--out", str(tmp_path / "x.png")]) == 2
+    # A lower temperature draws other images from the same noise; a negative one is refused.
+    assert cli.main(["sample", str(out), "--n", "5", "--out", str(tmp_path / "c.npz"),
+                     "--batch-size", "2", "--temperature", "0.5"]) == 0
+    with np.load(tmp_path / "c.npz") as z:
+        assert z["images"].shape == images.shape
+    assert cli.main(["sample", str(out), "--n", "5", "--out", str(tmp_path / "n.npz"),
+                     "--temperature", "-1"]) == 2
+    assert not (tmp_path / "n.npz").exists()
 
 
 def test_show_writes_every_picture(run_dir, tmp_path):

@@ -96,3 +96,22 @@ def test_nomlp_has_per_cell_latents_and_no_all_cell_layer():
 def test_unknown_global_prior_is_rejected():
     with pytest.raises(ValueError, match="global_prior"):
         make(global_prior="vamp")
+
+
+def test_temperature_scales_the_prior_noise_of_every_step():
+    draw = make()
+    z1 = draw(n=4, generator=torch.Generator().manual_seed(5))
+    zt = draw(n=4, generator=torch.Generator().manual_seed(5), temperature=0.5)
+    # Same ε: the first step's prior does not depend on earlier draws, so z_1 - μ_1 halves.
+    torch.testing.assert_close(zt.z[:, 0] - zt.prior_mu[:, 0],
+                               0.5 * (z1.z[:, 0] - z1.prior_mu[:, 0]))
+    # Every step is μ_p + T·σ_p·ε with the generator's ε (re-drawn here step by step).
+    g = torch.Generator().manual_seed(5)
+    eps = [torch.randn(4, 5, generator=g) for _ in range(3)]
+    for step in range(3):
+        torch.testing.assert_close(zt.z[:, step], zt.prior_mu[:, step]
+                                   + 0.5 * zt.prior_sd[:, step] * eps[step])
+    t0 = draw(n=4, generator=torch.Generator().manual_seed(5), temperature=0.0)
+    torch.testing.assert_close(t0.z, draw(n=4, use_mean=True).z)
+    same = draw(n=4, generator=torch.Generator().manual_seed(5), temperature=1.0)
+    torch.testing.assert_close(same.z, z1.z)

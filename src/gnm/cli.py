@@ -132,7 +132,8 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     from gnm.sampling import sample_to_npz
 
     out = sample_to_npz(args.model, args.n, args.out, seed=args.seed,
-                        batch_size=args.batch_size, device=args.device)
+                        batch_size=args.batch_size, device=args.device,
+                        temperature=args.temperature)
     print(f"wrote {args.n} samples to {out} (preview {Path(out).with_suffix('.png')})")
     return 0
 
@@ -146,6 +147,9 @@ def _register_sample(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--temperature", type=float, default=1.0,
+                   help="factor on the global prior's standard deviations (default 1: the "
+                        "model's prior, what S-Acc measures; < 1 draws nearer its modes)")
     p.set_defaults(func=_cmd_sample)
 
 

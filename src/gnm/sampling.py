@@ -15,31 +15,36 @@ from gnm.viz.grid import make_grid, save_png, to_uint8
 
 @torch.no_grad()
 def sample_images(model: torch.nn.Module, n: int, seed: int = 0, batch_size: int = 64,
-                  progress: bool = True) -> np.ndarray:
+                  progress: bool = True, temperature: float = 1.0) -> np.ndarray:
     """``n`` prior samples as uint8 ``[n, H, W, C]``; batch ``b`` uses seed ``(seed, b)``, so
-    the result does not depend on anything but ``seed`` and ``batch_size``."""
+    the result does not depend on anything but ``seed`` and ``batch_size``. ``temperature``
+    scales the global prior's standard deviations (1, the default, is the model's prior; other
+    values need a model whose ``sample`` takes ``temperature``, e.g. GNM)."""
     if n <= 0:
         raise GNMError(f"--n must be a positive number of samples, got {n}.")
     if not hasattr(model, "sample"):
         raise GNMError(f"model {type(model).__name__} cannot sample scenes (no .sample method).")
+    kw = {} if temperature == 1.0 else {"temperature": temperature}
     device = next(model.parameters()).device
     out = []
     for b, start in enumerate(tqdm(range(0, n, batch_size), desc="sampling", disable=not progress)):
         g = torch.Generator(device=device).manual_seed(seed * 1_000_003 + b)
-        out.append(to_uint8(model.sample(min(batch_size, n - start), generator=g)))
+        out.append(to_uint8(model.sample(min(batch_size, n - start), generator=g, **kw)))
     return np.concatenate(out)
 
 
 def sample_to_npz(model_path: str | Path, n: int, out: str | Path, seed: int = 0,
-                  batch_size: int = 64, device: str = "cpu") -> Path:
-    """Load a model, write ``n`` samples to ``out`` (.npz, key ``images``) and a grid PNG."""
+                  batch_size: int = 64, device: str = "cpu", temperature: float = 1.0) -> Path:
+    """Load a model, write ``n`` samples to ``out`` (.npz, key ``images``) and a grid PNG
+    (``temperature`` as in :func:`sample_images`)."""
     from gnm.train.checkpoint import load_model
 
     out = Path(out)
     if out.suffix != ".npz":
         raise GNMError(f"--out {out} must end in .npz.")
     model = load_model(model_path, device=device)
-    images = sample_images(model, n, seed=seed, batch_size=batch_size)
+    images = sample_images(model, n, seed=seed, batch_size=batch_size,
+                           temperature=temperature)
     atomic_write_npz(out, compress=True, images=images)
     save_png(make_grid(images[:64], nrow=8), out.with_suffix(".png"))
     return out

@@ -84,6 +84,15 @@ def _validate(cfg: ModelConfig) -> None:
          f"global_prior must be 'structdraw' or 'gaussian', not {cfg.global_prior!r}.")
 
 
+def check_temperature(temperature: float) -> None:
+    """Raise a GNMError unless ``temperature`` (the factor on p(z_g)'s standard deviations when
+    sampling; 1 is the model's prior, values below 1 draw nearer its modes) is finite and >= 0."""
+    t = float(temperature)
+    if not (t >= 0.0 and t != float("inf")):
+        raise GNMError(f"temperature must be a finite number >= 0 (1 samples the model's prior), "
+                       f"got {temperature!r}.")
+
+
 def _gauss(params: torch.Tensor, floor: float) -> tuple[torch.Tensor, torch.Tensor]:
     mu, sd = params.chunk(2, dim=-1)
     return mu, nn.functional.softplus(sd) + floor
@@ -270,14 +279,22 @@ class GNM(nn.Module):
         return self.render(z, None if bg is None else bg[0]).image.clamp(0, 1)
 
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """``n`` images ``[n, C, H, W]`` in [0, 1]: z_g ~ p(z_g), then modes of z_s and z_b."""
-        return self._decode_global(self.structdraw(n=n, generator=generator))
+    def sample(self, n: int, generator: torch.Generator | None = None,
+               temperature: float = 1.0) -> torch.Tensor:
+        """``n`` images ``[n, C, H, W]`` in [0, 1]: z_g ~ p(z_g), then modes of z_s and z_b.
+        ``temperature`` scales p(z_g)'s standard deviations (1: the model's prior; see
+        :func:`check_temperature`)."""
+        check_temperature(temperature)
+        return self._decode_global(self.structdraw(n=n, generator=generator,
+                                                   temperature=temperature))
 
     @torch.no_grad()
-    def sample_global(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """``n`` draws of z_g ~ p(z_g), ``[n, z_global_dim]``."""
-        return self.structdraw(n=n, generator=generator).z_global
+    def sample_global(self, n: int, generator: torch.Generator | None = None,
+                      temperature: float = 1.0) -> torch.Tensor:
+        """``n`` draws of z_g ~ p(z_g), ``[n, z_global_dim]`` (``temperature`` as in
+        :meth:`sample`)."""
+        check_temperature(temperature)
+        return self.structdraw(n=n, generator=generator, temperature=temperature).z_global
 
     @torch.no_grad()
     def encode_global(self, x: torch.Tensor, use_mean: bool = True) -> torch.Tensor:

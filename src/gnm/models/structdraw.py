@@ -117,11 +117,13 @@ class StructDRAW(nn.Module):
 
     def forward(self, f_x: torch.Tensor | None = None, *, n: int | None = None,
                 z: torch.Tensor | None = None, generator: torch.Generator | None = None,
-                use_mean: bool = False) -> DrawOutput:
+                use_mean: bool = False, temperature: float = 1.0) -> DrawOutput:
         """Inference when ``f_x [B, C_f, G, G]`` is given (z_ℓ ~ q); otherwise generation of ``n``
         scenes (z_ℓ ~ p, using ``generator`` for the noise). ``z [B, L, Dz]`` (or ``[B, L·Dz]``)
         fixes the latents instead of sampling (generation only), e.g. for traversals.
-        ``use_mean`` takes each z_ℓ as the mean of its q (or p) instead of sampling."""
+        ``use_mean`` takes each z_ℓ as the mean of its q (or p) instead of sampling.
+        ``temperature`` (generation only) scales the prior's standard deviations at every step,
+        z_ℓ = μ_p + T·σ_p·ε: 1 is the model's prior, 0 the same as ``use_mean``."""
         ref = self.canvas_out.weight
         if f_x is not None:
             b, device, dtype = f_x.shape[0], f_x.device, f_x.dtype
@@ -151,7 +153,8 @@ class StructDRAW(nn.Module):
             elif use_mean:
                 z_l = mu_p
             else:
-                z_l = mu_p + sd_p * noise("normal", mu_p.shape, mu_p, generator)
+                eps = noise("normal", mu_p.shape, mu_p, generator)
+                z_l = mu_p + sd_p * eps if temperature == 1.0 else mu_p + temperature * sd_p * eps
             canvas, dec_state = self._decode_step(z_l, canvas, dec_state)
             zs.append(z_l)
             p_mu.append(mu_p)
