@@ -20,13 +20,16 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 class Stub:
     """``sample`` returns the next real scenes at temperature <= 0.6 and wrong-order scenes
-    above it, restarting at scene 0 for each new generator."""
+    above it, starting again at scene 0 when the temperature changes."""
 
     def __init__(self, good: torch.Tensor, bad: torch.Tensor) -> None:
         self.good, self.bad, self.calls = good, bad, []
 
+    def parameters(self):
+        return iter([torch.zeros(1)])
+
     def sample(self, n, generator=None, temperature=1.0):
-        if not self.calls or self.calls[-1][0] is not generator:
+        if not self.calls or self.calls[-1][1] != temperature:
             self.pos = 0
         self.calls.append((generator, temperature, n))
         src = self.good if temperature <= 0.6 else self.bad
@@ -54,9 +57,9 @@ def test_sweep_judges_each_temperature_and_counts_first_classes(fake_mnist):
         truth[min(a["classes"])] += 1
     assert half["first_class"] == truth
     assert half["first_class_entropy"] == pytest.approx(T.relative_entropy(truth))
-    # batches of 8 (the last one 6) at each temperature, each temperature its own generator
+    # batches of 8 (the last one 6) at each temperature, seeded as gnm eval's samples are
     assert [c[2] for c in stub.calls] == [8, 8, 8, 6] * 2
-    assert stub.calls[0][0] is not stub.calls[4][0]
+    assert [c[0].initial_seed() for c in stub.calls] == [0, 1, 2, 3] * 2
     table = T.sweep_table(r)
     assert table.count("\n") == 3 and "| 0.5 | 1.000 |" in table
 

@@ -44,24 +44,26 @@ def relative_entropy(counts: list[int]) -> float:
 
 @torch.no_grad()
 def temperature_sweep(model: Any, dataset: str, temperatures: list[float], n: int = 1000,
-                      seed: int = 0, batch_size: int = 100, classifier: Any = None
+                      seed: int = 0, batch_size: int = 32, classifier: Any = None
                       ) -> dict[str, Any]:
     """Judge ``n`` prior samples of ``model`` at each temperature against ``dataset``'s rule.
 
-    Every temperature uses the same noise (one generator seeded by ``seed`` per temperature), so
-    the samples differ only by the scale of the global latent's draw. Returns ``{"dataset", "n",
+    Samples come from :func:`gnm.sampling.sample_images` with ``seed`` and ``batch_size`` (the
+    defaults are ``gnm eval``'s, so the T = 1 row repeats its S-Acc exactly), the same noise at
+    every temperature: the samples differ only by the scale of the global latent's draw.
+    Returns ``{"dataset", "n",
     "seed", "rows": [{"temperature", "sacc", "ci95", "reasons", and for MNIST-4 "first_class"
     (counts of d over ok samples) and "first_class_entropy"}]}``.
     """
     from gnm.eval.judge import judge_images
+    from gnm.sampling import sample_images
 
     if not temperatures:
         raise GNMError("give at least one temperature to sweep, e.g. 1,0.8,0.6.")
     rows = []
     for t in temperatures:
-        gen = torch.Generator().manual_seed(seed)
-        images = torch.cat([model.sample(min(batch_size, n - i), generator=gen, temperature=t)
-                            for i in range(0, n, batch_size)]).clamp(0, 1)
+        images = sample_images(model, n, seed=seed, batch_size=batch_size, progress=False,
+                               temperature=t)
         r = judge_images(images, dataset, classifier, progress=False)
         row = {"temperature": float(t), "sacc": r["sacc"], "ci95": r["ci95"],
                "reasons": {k: v for k, v in r["reasons"].items() if v and k != "ok"}}
