@@ -10,8 +10,6 @@ judged not ok). Prints JSON and a Markdown table; ``--out DIR`` writes judge_val
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -21,7 +19,7 @@ from gnm.data.scenes import SceneGenerator
 from gnm.eval.corrupt import KINDS, corrupted_batch
 from gnm.eval.digits import load_classifier
 from gnm.eval.judge import judge_images
-from gnm.io import atomic_write_bytes, atomic_write_json
+from gnm.io import emit_report
 
 PASS_GOAL, REJECT_GOAL = 0.97, 0.95
 
@@ -80,16 +78,9 @@ def main() -> None:
               "n_corrupt": args.n_corrupt, "seed": args.seed,
               "all_met": all(r["met"] for r in rows),
               "rows": rows}
-    md = table(rows)
-    print(json.dumps(result, indent=1))
-    print(md)
-    if args.out:
-        out = Path(args.out)
-        atomic_write_json(out / "judge_validation.json", result)
-        atomic_write_bytes(out / "judge_validation.md",
-                           (f"# S-Acc judge validation\n\nCommand: `python benchmarks/"
-                            f"judge_validation.py --n-real {args.n_real} --n-corrupt "
-                            f"{args.n_corrupt} --out {args.out}`\n\n{md}\n").encode())
+    emit_report(result, table(rows), args.out, "judge_validation",
+                f"# S-Acc judge validation\n\nCommand: `python benchmarks/judge_validation.py "
+                f"--n-real {args.n_real} --n-corrupt {args.n_corrupt} --out {args.out}`")
     if not result["all_met"]:
         print("some goals were not met", flush=True)
     np.seterr(all="ignore")

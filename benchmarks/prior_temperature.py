@@ -13,17 +13,15 @@ MODEL is a run directory, checkpoint or exported weights file (default: the bund
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
-from pathlib import Path
 
 import torch
 
 from gnm.demo import default_model_path
 from gnm.errors import GNMError
 from gnm.eval.temperature import sweep_table, temperature_sweep
-from gnm.io import atomic_write_bytes, atomic_write_json
+from gnm.io import emit_report
 from gnm.models.gnm import check_temperature
 from gnm.train.checkpoint import load_config, load_model
 
@@ -60,14 +58,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     result.update(model=args.model, seconds=round(time.time() - t0, 1))
-    print(json.dumps(result, indent=1))
-    table = sweep_table(result)
-    print(table)
-    if args.out:
-        atomic_write_json(Path(args.out) / "prior_temperature.json", result)
-        atomic_write_bytes(Path(args.out) / "prior_temperature.md",
-                           (f"S-Acc against the temperature of p(z_g), {args.model} (n = "
-                            f"{args.n} per row, seed {args.seed})\n\n{table}\n").encode())
+    emit_report(result, sweep_table(result), args.out, "prior_temperature",
+                f"S-Acc against the temperature of p(z_g), {args.model} (n = {args.n} per row, "
+                f"seed {args.seed})")
     return 0
 
 

@@ -12,10 +12,8 @@ MODEL is a run directory, checkpoint or exported weights file (default: the bund
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
-from pathlib import Path
 
 import torch
 
@@ -23,7 +21,7 @@ from gnm.demo import default_model_path
 from gnm.errors import GNMError
 from gnm.eval.run import real_test_scenes
 from gnm.eval.sources import sources_table, structure_sources
-from gnm.io import atomic_write_bytes, atomic_write_json
+from gnm.io import emit_report
 from gnm.train.checkpoint import load_config, load_model
 
 
@@ -47,14 +45,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     result.update(model=args.model, seed=args.seed, seconds=round(time.time() - t0, 1))
-    print(json.dumps(result, indent=1))
-    table = sources_table(result)
-    print(table)
-    if args.out:
-        atomic_write_json(Path(args.out) / "sacc_sources.json", result)
-        atomic_write_bytes(Path(args.out) / "sacc_sources.md",
-                           (f"Structure sources of {args.model} (n = {args.n}, seed "
-                            f"{args.seed})\n\n{table}\n").encode())
+    emit_report(result, sources_table(result), args.out, "sacc_sources",
+                f"Structure sources of {args.model} (n = {args.n}, seed {args.seed})")
     return 0
 
 

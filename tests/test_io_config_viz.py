@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
@@ -12,7 +13,13 @@ from PIL import Image
 from gnm.config import Config, DataConfig, set_override, to_dict
 from gnm.data.scenes import paste_fields
 from gnm.errors import GNMError
-from gnm.io import atomic_write, atomic_write_bytes, atomic_write_json, atomic_write_npz
+from gnm.io import (
+    atomic_write,
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_npz,
+    emit_report,
+)
 from gnm.viz.grid import make_grid, save_png, to_uint8
 
 
@@ -28,6 +35,15 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path):
         atomic_write(target, boom)
     assert target.read_bytes() == b"old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f.bin"]
+
+
+def test_emit_report_prints_and_writes_json_and_markdown(tmp_path, capsys):
+    emit_report({"a": 1}, "| x |\n|---|", None, "r", "Title")
+    assert capsys.readouterr().out == '{\n "a": 1\n}\n| x |\n|---|\n'
+    assert not list(tmp_path.iterdir())
+    emit_report({"a": 1}, "| x |", tmp_path / "d", "r", "Title")
+    assert json.loads((tmp_path / "d" / "r.json").read_text()) == {"a": 1}
+    assert (tmp_path / "d" / "r.md").read_text() == "Title\n\n| x |\n"
 
 
 def test_atomic_write_mode_and_json(tmp_path):

@@ -56,3 +56,15 @@ def atomic_write_npz(path: str | Path, compress: bool = False, **arrays: Any) ->
 def atomic_write_json(path: str | Path, obj: Any) -> None:
     """Write ``obj`` as indented JSON to ``path`` atomically."""
     atomic_write_bytes(path, (json.dumps(obj, indent=1) + "\n").encode())
+
+
+def emit_report(result: Any, table: str, out: str | Path | None, name: str,
+                header: str) -> None:
+    """A benchmark's output: print ``result`` as indented JSON, then the Markdown ``table``; with
+    ``out`` also write ``out/NAME.json`` (the result) and ``out/NAME.md`` (``header``, a blank
+    line, the table), each atomically."""
+    print(json.dumps(result, indent=1))
+    print(table)
+    if out:
+        atomic_write_json(Path(out) / f"{name}.json", result)
+        atomic_write_bytes(Path(out) / f"{name}.md", f"{header}\n\n{table}\n".encode())
