@@ -153,8 +153,7 @@ class StructDRAW(nn.Module):
             elif use_mean:
                 z_l = mu_p
             else:
-                eps = noise("normal", mu_p.shape, mu_p, generator)
-                z_l = mu_p + sd_p * eps if temperature == 1.0 else mu_p + temperature * sd_p * eps
+                z_l = mu_p + temperature * sd_p * noise("normal", mu_p.shape, mu_p, generator)
             canvas, dec_state = self._decode_step(z_l, canvas, dec_state)
             zs.append(z_l)
             p_mu.append(mu_p)
