@@ -46,11 +46,12 @@ relative to the paper MNIST model they change:
   boxes (−1.76, 0.22) gave AP@0.5 0.941 but S-Acc 0.295 (p(z_s|z_g) did not learn the rule);
 * training: Adam lr 3e-4 (was RMSprop 1e-4), decayed linearly to 3e-5 over steps 40k-56k
   (was constant), batch 16 (was 32), 56k steps (the paper trains about 1.1M). Alone on the two
-  cores of an AVX-512 host (10.8 steps/s at 2 threads) that is about 90 minutes, inside the
-  two-hour budget; an AVX2 host (5.7 steps/s) needs about 165. The previous length, 38k steps
-  with the decay over 22k-38k, left S-Acc at 0.891-0.900 for three seeds, the in-training S-Acc
-  still rising at the end; 56k steps give 0.935 and 0.941 for seeds 0 and 1 (n = 1,000, 95%
-  intervals 0.918-0.949 and 0.925-0.954; README "Results"). S-Acc of 200 prior
+  cores of an AVX-512 host that took 96 minutes from scratch (seed 2, 9.7 steps/s at 2 threads
+  including the in-training judging), inside the two-hour budget; an AVX2 host (5.7 steps/s)
+  needs about 165. The previous length, 38k steps with the decay over 22k-38k, left S-Acc at
+  0.891-0.900 for three seeds, the in-training S-Acc still rising at the end; 56k steps give
+  0.920, 0.935 and 0.941 for seeds 2, 0 and 1 (n = 1,000, 95% intervals 0.902-0.935,
+  0.918-0.949 and 0.925-0.954; README "Results"). S-Acc of 200 prior
   samples is logged every 2k steps (``train.judge_every``).
 """
 
