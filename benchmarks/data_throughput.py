@@ -19,6 +19,7 @@ import torch
 
 from gnm.data.mnist import load_mnist
 from gnm.data.scenes import DATASETS, SceneDataset
+from gnm.io import atomic_write_json
 
 GOAL = 2000.0
 
@@ -57,8 +58,7 @@ def main() -> None:
         print(f"| {r['dataset']} | {r['size']} | {r['scenes_per_s']:.0f} | {r['min']:.0f} | "
               f"{r['max']:.0f} |")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=1)
+        atomic_write_json(args.json, result)
 
 
 if __name__ == "__main__":

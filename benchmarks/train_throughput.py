@@ -26,6 +26,7 @@ import time
 
 import torch
 
+from gnm.io import atomic_write_json
 from gnm.models.registry import build_model
 from gnm.perf import reuse_freed_memory
 
@@ -217,8 +218,7 @@ def main() -> None:
         print("\n" + ", ".join(f"{r['dtype']}: {r['train_gflop_per_s']:.1f} GFLOP/s achieved"
                                 for r in rows))
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=1)
+        atomic_write_json(args.json, result)
 
 
 if __name__ == "__main__":
