@@ -8,7 +8,8 @@ commands. ``--check README.md`` exits 1 when the README's table (between the mar
 ``<!-- results-table:start -->`` and ``<!-- results-table:end -->``) differs from what this
 script prints; ``--write README.md`` replaces it.
 
-    python benchmarks/results_table.py [--index docs/results/headline.json] [--check|--write README.md]
+    python benchmarks/results_table.py [--index docs/results/headline.json]
+        [--check README.md | --write README.md]
 """
 
 from __future__ import annotations
