@@ -33,7 +33,7 @@ SECTIONS = ("Model", "Scene-structure accuracy", "Samples from the prior",
 @pytest.fixture
 def fake_digits(monkeypatch, fake_mnist):
     monkeypatch.setattr("gnm.demo.load_mnist", lambda *a, **k: fake_mnist)
-    monkeypatch.setattr("gnm.demo_train.load_mnist", lambda *a, **k: fake_mnist)
+    monkeypatch.setattr("gnm.demo.mnist_on_disk", lambda *a, **k: True)
 
 
 def tiny_config():
@@ -225,3 +225,47 @@ def test_data_mnist_missing_files_exit_code(tmp_path, capsys):
     assert rc == 2
     err = capsys.readouterr().err
     assert "are missing from" in err and "by hand" in err
+
+
+def test_mnist_fetch_talks_on_its_own_line(tmp_path, monkeypatch, capsys, fake_mnist):
+    """When MNIST must be fetched, the stage line ends before the fetch prints (not mid-line)."""
+    from gnm.demo import load_mnist_stage
+
+    def fetching(*a, **k):
+        print("gnm: fetched 4 MNIST file(s)")
+        return fake_mnist
+
+    monkeypatch.setattr("gnm.demo.load_mnist", fetching)
+    monkeypatch.setattr("gnm.demo.mnist_on_disk", lambda *a, **k: False)
+    assert load_mnist_stage(Stages(1), str(tmp_path)) is fake_mnist
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "[1/1] fetching and loading MNIST digits ..."
+    assert lines[1] == "gnm: fetched 4 MNIST file(s)" and lines[2].endswith(" s")
+    monkeypatch.setattr("gnm.demo.mnist_on_disk", lambda *a, **k: True)
+    monkeypatch.setattr("gnm.demo.load_mnist", lambda *a, **k: fake_mnist)
+    load_mnist_stage(Stages(1), str(tmp_path))
+    assert len(capsys.readouterr().out.splitlines()) == 1
+
+
+def test_mnist_on_disk(tmp_path):
+    from gnm.data.mnist import MNIST_FILES, mnist_on_disk
+
+    assert not mnist_on_disk(tmp_path)
+    (tmp_path / "mnist").mkdir()
+    for name in list(MNIST_FILES)[:3]:
+        (tmp_path / "mnist" / name).write_bytes(b"x")
+    assert not mnist_on_disk(tmp_path)
+    (tmp_path / "mnist" / list(MNIST_FILES)[3]).write_bytes(b"x")
+    assert mnist_on_disk(tmp_path)
+
+
+def test_model_table_explains_the_bundled_wall_clock(tiny_weights):
+    from gnm.demo import describe_model, model_table
+    from gnm.train.checkpoint import load_config, load_model
+
+    bundled = default_model_path()
+    info = describe_model(bundled, load_model(bundled), load_config(bundled))
+    html = model_table(info)
+    assert "165.8 min" in html and "96 min" in html and "runs/l56-s0" in html
+    tiny = describe_model(tiny_weights, load_model(tiny_weights), load_config(tiny_weights))
+    assert tiny["training_note"] is None and "96 min" not in model_table(tiny)

@@ -83,10 +83,8 @@ def test_log_probs_match_torch():
 
 
 # ---------------------------------------------------------------- presets
-def test_parameter_counts_close_to_paper_table5(capsys):
+def test_parameter_counts_close_to_paper_table5():
     counts = {name: count_parameters(build_model(name)) for name in preset_names()}
-    with capsys.disabled():
-        print("\nparameters: " + ", ".join(f"{k} {v / 1e6:.2f}M" for k, v in counts.items()))
     assert counts["mnist4"] == pytest.approx(2.9e6, rel=0.03)
     assert counts["mnist10"] == counts["mnist4_10"] == counts["mnist4"]
     assert counts["arrow"] == pytest.approx(8.6e6, rel=0.03)

@@ -127,6 +127,18 @@ def test_eval_metric_names_and_limits(run_dir, tmp_path):
                      "5"]) == 2
 
 
+def test_eval_prints_its_plan_then_each_stage(run_dir, tmp_path, monkeypatch, capsys):
+    out, _ = run_dir
+    monkeypatch.setattr("gnm.eval.judge.load_classifier", lambda *a: IntensityClassifier())
+    r = eval_run.evaluate(out, ["sacc", "ap"], tmp_path / "ev", n=20, progress=True)
+    err = capsys.readouterr().err
+    assert err.startswith("gnm eval: 5 stages, about ")
+    for i, label in enumerate(["prior samples", "sacc", "test scenes", "decompose", "ap"], 1):
+        assert f"[{i}/5] {label}: " in err and f"[{i}/5] {label}: done in " in err
+    assert set(r["stage_seconds"]) == {"samples", "sacc", "scenes", "decompose", "ap"}
+    assert r["ap"] is not None and r["sacc"] is not None and "ll" not in r
+
+
 def test_eval_notes_missing_capabilities(tmp_path, monkeypatch):
     """A model without decompose/log_importance_weight gets null and a note for those metrics."""
 

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from gnm.data.mnist import load_mnist
+from gnm.data.mnist import load_mnist, mnist_on_disk
 from gnm.data.scenes import DATASETS, SceneDataset, SceneGenerator
 from gnm.errors import GNMError
 from gnm.eval.judge import judge_images
@@ -30,10 +30,16 @@ from gnm.io import atomic_write_json
 from gnm.sampling import sample_images
 from gnm.train.checkpoint import load_checkpoint, load_config, load_model
 from gnm.viz import report
-from gnm.viz.figures import all_figures, draw_boxes
+from gnm.viz.figures import all_figures, choose_traversals, draw_boxes
 from gnm.viz.grid import make_grid, save_png
 
 DEFAULT_MODEL = "mnist4.safetensors"
+#: Why the bundled model's recorded training wall-clock is longer than the recipe's.
+BUNDLED_TRAINING_NOTE = (
+    "this file is run runs/l56-s0 (training seed 0), which shared the 2 cores with other runs "
+    "(62 min to step 22k as one of three, then 1 thread as one of two); the same recipe "
+    "(`gnm train --preset mnist4-cpu`) from scratch alone on both cores of a 2-core AVX-512 "
+    "CPU took 96 min (seed 2, S-Acc 0.920; docs/results/HISTORY.md)")
 MIN_N = 20  # the judge needs at least this many samples for an interval
 TEST_SCENES = 64  # test scenes decomposed to count inferred objects
 JUDGED_SHOWN = 48  # judged samples shown with their verdict
@@ -54,10 +60,14 @@ CAPTIONS = {
     "reconstructions": "Test scenes (odd rows) and their reconstructions (even rows).",
     "object_traversal_where": "One object's horizontal position (z_where shift x) varied from "
                               "left to right while the rest of the scene stays (Fig. 5, left).",
-    "object_traversal_what": "One object's appearance (z_what dimension 0) varied; the other "
-                             "objects stay.",
-    "global_traversal": "One dimension of the global latent z_g varied for 4 test scenes' z_g "
-                        "(Fig. 5, right): the whole scene changes together.",
+    "object_traversal_what": "One object's appearance varied along z_what dimension {dim} (of "
+                             "the object's z_what, the dimension whose posterior means spread "
+                             "most across the test scenes' objects: the others are mostly "
+                             "unused), from {lo:.1f} to {hi:.1f}; the other objects stay.",
+    "global_traversal": "z_g dimension {dim} of 4 test scenes' z_g varied from {lo:.1f} to "
+                        "{hi:.1f} (Fig. 5, right; the dimension of the global latent whose "
+                        "posterior means spread most across test scenes): one latent moves "
+                        "several objects together.",
     "resample_posterior": "z_g inferred from the test scene on the left and kept fixed; each "
                           "further picture draws a new structure z_s ~ p(z_s|z_g) (Fig. 10).",
     "resample_prior": "z_g drawn from the prior and kept fixed per row; z_s resampled for each "
@@ -141,7 +151,16 @@ def describe_model(path: Path, model: torch.nn.Module, cfg: Any) -> dict[str, An
             "image_px": cfg.data.size, "parameters": sum(p.numel() for p in model.parameters()),
             "training_steps": facts["steps"], "training_seconds": facts["seconds"],
             "optimizer": cfg.train.optimizer, "lr": cfg.train.lr,
-            "batch_size": cfg.train.batch_size}
+            "batch_size": cfg.train.batch_size,
+            "training_note": BUNDLED_TRAINING_NOTE if _same_file(path, default_model_path())
+            else None}
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve() or a.samefile(b)
+    except OSError:
+        return False
 
 
 def judged_grid(images: np.ndarray, verdicts: list[dict[str, Any]], path: Path,
@@ -172,13 +191,17 @@ def model_sections(model: torch.nn.Module, cfg: Any, out: Path, n: int, seed: in
         items = [ds[i] for i in range(TEST_SCENES)]
         x = torch.stack([it["image"] for it in items])
         inferred = model.decompose(x)["presence"].sum(1).float().mean().item()
-        all_figures(model, x[:16], out, seed=seed)
+        trav = choose_traversals(model, x)
+        all_figures(model, x[:16], out, seed=seed, traversals=trav)
     metrics = {
         "dataset": dataset, "sacc": res["sacc"], "ci95": res["ci95"], "n": res["n"],
         "sacc_strict": res["sacc_strict"], "reasons": res["reasons"],
         "objects_per_sample": float(np.mean([v["n_objects"] for v in res["verdicts"]])),
         "objects_inferred_per_test_scene": inferred,
         "objects_true_per_test_scene": float(np.mean([int(it["n_objects"]) for it in items])),
+        "traversals": {key: {"dim": dim, "lo": float(v[0]), "hi": float(v[-1])} for key, dim, v
+                       in (("object_traversal_what", trav.what_dim, trav.what_values),
+                           ("global_traversal", trav.global_dim, trav.global_values))},
     }
     return _sections(out, metrics), metrics
 
@@ -211,7 +234,8 @@ def _sections(out: Path, m: dict[str, Any]) -> list[str]:
         report.section("Decomposition into objects",
                        *(fig(out, f"{k}.png", CAPTIONS[k])
                          for k in ("decomposition", "reconstructions"))),
-        report.section("Traversals", *(fig(out, f"{k}.png", CAPTIONS[k]) for k in (
+        report.section("Traversals", *(fig(out, f"{k}.png", CAPTIONS[k].format(
+            **m["traversals"].get(k, {}))) for k in (
             "object_traversal_where", "object_traversal_what", "global_traversal"))),
         report.section("Resampling the structure z_s with z_g fixed",
                        *(fig(out, f"{k}.png", CAPTIONS[k])
@@ -241,9 +265,19 @@ def model_table(info: dict[str, Any]) -> str:
             ("parameters", f"{info['parameters']:,}"),
             ("data", f"{info['dataset']}, {info['image_px']} px"),
             ("training steps", f"{steps:,}" if steps is not None else "unknown"),
-            ("training wall-clock", f"{secs / 60:.1f} min" if secs else "unknown"),
+            ("training wall-clock", (f"{secs / 60:.1f} min" if secs else "unknown")
+             + (f" ({info['training_note']})" if info.get("training_note") else "")),
             ("optimiser", f"{info['optimizer']}, lr {info['lr']:g}, batch {info['batch_size']}")]
     return report.section("Model", report.table(rows))
+
+
+def load_mnist_stage(stages: Stages, data_dir: str | None) -> Any:
+    """Load MNIST as one stage; when it must be fetched first (which prints its own lines), the
+    stage line ends before the fetch talks, so the two do not run into one line."""
+    fetch = not mnist_on_disk(data_dir)
+    with stages("fetching and loading MNIST digits" if fetch else "loading MNIST digits",
+                talks=fetch):
+        return load_mnist(data_dir)
 
 
 def timing_table(stages: Stages, total_s: float) -> str:
@@ -268,8 +302,7 @@ def run_demo(out: str | Path = "out/demo", model: str | Path | None = None, n: i
         cfg = load_config(path)
         net = load_model(path)
         info = describe_model(path, net, cfg)
-    with stages("loading MNIST digits"):
-        mnist = load_mnist(data_dir)
+    mnist = load_mnist_stage(stages, data_dir)
     blocks, metrics = model_sections(net, cfg, out, n, seed, mnist, stages)
     with stages("dataset previews"):
         previews = write_previews(out, mnist, size, seed=seed)

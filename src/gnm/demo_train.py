@@ -17,9 +17,16 @@ from typing import Any
 
 import torch
 
-from gnm.data.mnist import load_mnist
 from gnm.data.scenes import SceneDataset
-from gnm.demo import MIN_N, Stages, describe_model, model_sections, write_demo_page, write_previews
+from gnm.demo import (
+    MIN_N,
+    Stages,
+    describe_model,
+    load_mnist_stage,
+    model_sections,
+    write_demo_page,
+    write_previews,
+)
 from gnm.errors import GNMError
 from gnm.presets import get_preset
 from gnm.train.checkpoint import export_weights, latest_checkpoint, load_config, load_model
@@ -116,8 +123,7 @@ def run_demo_training(out: str | Path = "out/demo-train", minutes: float = 5.0, 
                        f"{run} to start over).")
     cfg.train.progress = not quiet
     stages = Stages(8, quiet)
-    with stages("loading MNIST digits"):
-        mnist = load_mnist(data_dir)
+    mnist = load_mnist_stage(stages, data_dir)
     with stages(f"training {PRESET} for {minutes:g} min (adam, batch "
                 f"{cfg.train.batch_size})", talks=True):
         data = SceneDataset(cfg.data.dataset, "train", cfg.data.size, cfg.data.seed, mnist=mnist)

@@ -110,6 +110,12 @@ def _missing_or_bad(folder: Path) -> list[str]:
     return [name for name in MNIST_FILES if not (folder / name).is_file()]
 
 
+def mnist_on_disk(data_dir: str | Path | None = None) -> bool:
+    """Whether all four IDX files are in ``<data_dir>/mnist`` (so loading fetches nothing;
+    checksums are verified on load)."""
+    return not _missing_or_bad(mnist_dir(data_dir))
+
+
 def _verify(folder: Path, names: list[str] | None = None) -> None:
     for name in names or list(MNIST_FILES):
         path = folder / name

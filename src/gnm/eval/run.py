@@ -10,13 +10,16 @@ gets ``null`` for it and a note saying why.
 
 from __future__ import annotations
 
+import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from gnm.errors import GNMError
+from gnm.eval.cost import QUICK, fmt_seconds, plan, plan_lines
 from gnm.io import atomic_write_bytes, atomic_write_json
 
 METRICS = ("sacc", "dsteps", "ll", "ap50", "ap", "probe", "fd")
@@ -34,12 +37,14 @@ _JUDGED = ("mnist4", "mnist10", "mnist4_10")
 
 
 def parse_metrics(text: str) -> list[str]:
-    """``"sacc,ap"`` -> ``["sacc", "ap"]``; ``all`` means every metric."""
-    names = list(METRICS) if text.strip() == "all" else [m.strip() for m in text.split(",") if m]
+    """``"sacc,ap"`` -> ``["sacc", "ap"]``; ``all`` means every metric, ``quick`` the fast
+    default set :data:`QUICK` (``sacc,ap50,ap,probe``)."""
+    sets = {"all": list(METRICS), "quick": list(QUICK)}
+    names = sets.get(text.strip()) or [m.strip() for m in text.split(",") if m.strip()]
     unknown = [m for m in names if m not in METRICS]
     if unknown or not names:
         raise GNMError(f"unknown metric(s) {', '.join(unknown) or '(none)'}; choose from "
-                       f"{', '.join(METRICS)} or all.")
+                       f"{', '.join(METRICS)}, quick ({','.join(QUICK)}) or all.")
     return names
 
 
@@ -67,8 +72,11 @@ def evaluate(model_path: str | Path, metrics: list[str], out: str | Path, n: int
              progress: bool = True) -> dict[str, Any]:
     """Compute ``metrics`` for the model at ``model_path``; write ``out/eval.json`` and
     ``out/eval.md``; return the JSON object. ``n`` = samples and test scenes used (LL uses
-    ``ll_n``, default ``min(n, 200)``, scenes with ``ll_k`` importance samples each)."""
-    from gnm.sampling import sample_images
+    ``ll_n``, default ``min(n, 200)``, scenes with ``ll_k`` importance samples each).
+
+    With ``progress``, prints (to stderr) each stage's estimated cost before starting (see
+    :mod:`gnm.eval.cost`), then ``[i/N] stage: ...`` as each starts and its seconds when it
+    ends. ``eval.json`` records the seconds per stage under ``"stage_seconds"``."""
     from gnm.train.checkpoint import load_config, load_model
 
     if n < 20:
@@ -90,82 +98,149 @@ def evaluate(model_path: str | Path, metrics: list[str], out: str | Path, n: int
             result["notes"].append(f"sacc: no judge exists for dataset {dataset}.")
         else:
             todo.append(m)
+    ll_n = ll_n or min(n, 200)
+    stages = plan(todo, n, cfg.data.size, ll_n, ll_k, dsteps_cap)
+    say = (lambda text: print(text, file=sys.stderr, flush=True)) if progress else (
+        lambda text: None)
+    if stages:
+        for line in plan_lines(stages):
+            say(line)
+    ctx = _Context(model, cfg, todo, result, n, seed, ll_k, ll_n, batch_size, dsteps_cap,
+                   data_dir, device, progress)
     start = time.time()
-    samples = real = None
-    if {"sacc", "dsteps", "fd"} & set(todo):
-        samples = sample_images(model, n, seed=seed, batch_size=batch_size, progress=progress)
-    if {"dsteps", "fd", "ll", "ap50", "ap", "probe"} & set(todo):
-        real = real_test_scenes(cfg, n, data_dir, seed)
-        if real["image"].shape[1:] != (cfg.model.channels, cfg.model.img_size,
-                                       cfg.model.img_size):
-            raise GNMError(f"the model expects {cfg.model.channels}x{cfg.model.img_size}px "
-                           f"images but its dataset gives {tuple(real['image'].shape[1:])}.")
-    fake = None if samples is None else torch.from_numpy(samples).permute(0, 3, 1, 2).float() / 255
-    if "sacc" in todo:
-        from gnm.eval.judge import judge_images
-
-        r = judge_images(samples, dataset, progress=progress)
-        result["sacc"] = r["sacc"]
-        result["details"]["sacc"] = {k: r[k] for k in ("ci95", "sacc_strict", "n", "reasons")}
-    if "dsteps" in todo:
-        from gnm.eval.discriminability import d_steps
-
-        r = d_steps(real["image"], fake, cap=dsteps_cap, progress=progress,
-                    n_eval=min(250, n // 4))  # 250 held out of each at n >= 1000
-        result["dsteps"] = r["mean"]
-        result["details"]["dsteps"] = {k: r[k] for k in ("std", "steps", "capped", "protocol")}
-    if "fd" in todo:
-        from gnm.eval.fd import frechet_distance_images
-        from gnm.eval.judge import object_features
-
-        try:
-            r = frechet_distance_images(real["image"], fake, object_features, progress=progress)
-            result["fd"] = r["fd"]
-            result["details"]["fd"] = {k: r[k] for k in ("n_real", "n_fake", "dim")}
-        except GNMError as exc:  # e.g. too few objects found in the samples
-            result["notes"].append(f"fd: not measured: {exc}")
-    if "ll" in todo:
-        from gnm.eval.likelihood import importance_log_likelihood
-
-        def log_w(xb: torch.Tensor, k: int) -> torch.Tensor:
-            return model.log_importance_weight(xb.repeat_interleave(k, 0)).view(len(xb), k)
-
-        ll_n = ll_n or min(n, 200)
-        r = importance_log_likelihood(log_w, real["image"][:ll_n].to(device), k=ll_k,
-                                      batch_size=max(1, batch_size // 8), progress=progress,
-                                      k_chunk=min(ll_k, 25), seed=seed)
-        result["ll"] = r["mean"]
-        result["details"]["ll"] = {k: r[k] for k in ("std", "sem", "ci95", "n", "k")}
-    if {"ap50", "ap", "probe"} & set(todo):
-        from gnm.eval.detection import box_ap_from_tensors, box_fit
-
-        d = _decompose_all(model, real["image"].to(device), batch_size)
-        r = box_ap_from_tensors(d["boxes"], d["pres_prob"], real["boxes"], real["n_objects"])
-        for key in ("ap50", "ap"):
-            if key in todo:
-                result[key] = r[key]
-        result["details"]["ap"] = {k: r[k] for k in ("n_images", "n_gt", "n_pred")}
-        result["details"]["ap"]["fit"] = box_fit(d["boxes"], d["pres_prob"], real["boxes"],
-                                                 real["n_objects"])
-        if "probe" in todo:
-            if "z_what" not in d:
-                result["notes"].append("probe: decompose() gives no z_what.")
-            else:
-                from gnm.eval.probe import zwhat_probe
-
-                try:
-                    r = zwhat_probe(d["z_what"], d["boxes"], d["presence"], real["boxes"],
-                                    real["classes"], seed=seed, progress=progress)
-                    result["probe"] = r["accuracy"]
-                    result["details"]["probe"] = {k: r[k] for k in ("ci95", "n_train",
-                                                                    "n_test")}
-                except GNMError as exc:  # e.g. no present objects to probe
-                    result["notes"].append(f"probe: not measured: {exc}")
+    result["stage_seconds"] = {}
+    for i, stage in enumerate(stages, 1):
+        say(f"[{i}/{len(stages)}] {stage.label}: {stage.work} ...")
+        t0 = time.time()
+        _STAGES[stage.key](ctx)
+        took = time.time() - t0
+        result["stage_seconds"][stage.key] = took
+        say(f"[{i}/{len(stages)}] {stage.label}: done in {fmt_seconds(took)}")
     result["seconds"] = time.time() - start
     out = Path(out)
     atomic_write_json(out / "eval.json", result)
     atomic_write_bytes(out / "eval.md", markdown(result).encode())
     return result
+
+
+@dataclass
+class _Context:
+    """What the stages share: the model, settings, and the tensors earlier stages made."""
+
+    model: Any
+    cfg: Any
+    todo: list[str]
+    result: dict[str, Any]
+    n: int
+    seed: int
+    ll_k: int
+    ll_n: int
+    batch_size: int
+    dsteps_cap: int
+    data_dir: str | None
+    device: str
+    progress: bool
+    samples: Any = None  # uint8 [n, H, W, C]
+    fake: torch.Tensor | None = None  # float [n, C, H, W] in [0, 1]
+    real: dict[str, torch.Tensor] | None = None
+    decomposed: dict[str, torch.Tensor] | None = None
+
+
+def _stage_samples(c: _Context) -> None:
+    from gnm.sampling import sample_images
+
+    c.samples = sample_images(c.model, c.n, seed=c.seed, batch_size=c.batch_size,
+                              progress=c.progress)
+    c.fake = torch.from_numpy(c.samples).permute(0, 3, 1, 2).float() / 255
+
+
+def _stage_scenes(c: _Context) -> None:
+    c.real = real_test_scenes(c.cfg, c.n, c.data_dir, c.seed)
+    m = c.cfg.model
+    if c.real["image"].shape[1:] != (m.channels, m.img_size, m.img_size):
+        raise GNMError(f"the model expects {m.channels}x{m.img_size}px images but its dataset "
+                       f"gives {tuple(c.real['image'].shape[1:])}.")
+
+
+def _stage_sacc(c: _Context) -> None:
+    from gnm.eval.judge import judge_images
+
+    r = judge_images(c.samples, c.cfg.data.dataset, progress=c.progress)
+    c.result["sacc"] = r["sacc"]
+    c.result["details"]["sacc"] = {k: r[k] for k in ("ci95", "sacc_strict", "n", "reasons")}
+
+
+def _stage_dsteps(c: _Context) -> None:
+    from gnm.eval.discriminability import d_steps
+
+    r = d_steps(c.real["image"], c.fake, cap=c.dsteps_cap, progress=c.progress,
+                n_eval=min(250, c.n // 4))  # 250 held out of each at n >= 1000
+    c.result["dsteps"] = r["mean"]
+    c.result["details"]["dsteps"] = {k: r[k] for k in ("std", "steps", "capped", "protocol")}
+
+
+def _stage_fd(c: _Context) -> None:
+    from gnm.eval.fd import frechet_distance_images
+    from gnm.eval.judge import object_features
+
+    try:
+        r = frechet_distance_images(c.real["image"], c.fake, object_features,
+                                    progress=c.progress)
+        c.result["fd"] = r["fd"]
+        c.result["details"]["fd"] = {k: r[k] for k in ("n_real", "n_fake", "dim")}
+    except GNMError as exc:  # e.g. too few objects found in the samples
+        c.result["notes"].append(f"fd: not measured: {exc}")
+
+
+def _stage_ll(c: _Context) -> None:
+    from gnm.eval.likelihood import importance_log_likelihood
+
+    def log_w(xb: torch.Tensor, k: int) -> torch.Tensor:
+        return c.model.log_importance_weight(xb.repeat_interleave(k, 0)).view(len(xb), k)
+
+    r = importance_log_likelihood(log_w, c.real["image"][:c.ll_n].to(c.device), k=c.ll_k,
+                                  batch_size=max(1, c.batch_size // 8), progress=c.progress,
+                                  k_chunk=min(c.ll_k, 25), seed=c.seed)
+    c.result["ll"] = r["mean"]
+    c.result["details"]["ll"] = {k: r[k] for k in ("std", "sem", "ci95", "n", "k")}
+
+
+def _stage_decompose(c: _Context) -> None:
+    c.decomposed = _decompose_all(c.model, c.real["image"].to(c.device), c.batch_size)
+
+
+def _stage_ap(c: _Context) -> None:
+    from gnm.eval.detection import box_ap_from_tensors, box_fit
+
+    d, real = c.decomposed, c.real
+    r = box_ap_from_tensors(d["boxes"], d["pres_prob"], real["boxes"], real["n_objects"])
+    for key in ("ap50", "ap"):
+        if key in c.todo:
+            c.result[key] = r[key]
+    c.result["details"]["ap"] = {k: r[k] for k in ("n_images", "n_gt", "n_pred")}
+    c.result["details"]["ap"]["fit"] = box_fit(d["boxes"], d["pres_prob"], real["boxes"],
+                                               real["n_objects"])
+
+
+def _stage_probe(c: _Context) -> None:
+    d = c.decomposed
+    if "z_what" not in d:
+        c.result["notes"].append("probe: decompose() gives no z_what.")
+        return
+    from gnm.eval.probe import zwhat_probe
+
+    try:
+        r = zwhat_probe(d["z_what"], d["boxes"], d["presence"], c.real["boxes"],
+                        c.real["classes"], seed=c.seed, progress=c.progress)
+        c.result["probe"] = r["accuracy"]
+        c.result["details"]["probe"] = {k: r[k] for k in ("ci95", "n_train", "n_test")}
+    except GNMError as exc:  # e.g. no present objects to probe
+        c.result["notes"].append(f"probe: not measured: {exc}")
+
+
+_STAGES = {"samples": _stage_samples, "scenes": _stage_scenes, "sacc": _stage_sacc,
+           "dsteps": _stage_dsteps, "fd": _stage_fd, "ll": _stage_ll,
+           "decompose": _stage_decompose, "ap": _stage_ap, "probe": _stage_probe}
 
 
 def _fmt(v: Any) -> str:

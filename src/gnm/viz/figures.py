@@ -10,15 +10,20 @@ Each function returns the uint8 picture ``[H, W, C]`` and, given ``path``, also 
 * :func:`global_traversal`     Fig. 5 (right): one z_g dimension varied
 * :func:`structure_resampling` Figs. 10-11: z_g fixed (from the posterior or the prior), z_s
                                and z_b resampled from p(z_s|z_g)
+
+The traversals vary the dimension that carries the most information (:func:`choose_traversals`):
+most latent dimensions of a trained VAE collapse to the prior and change nothing when varied.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from gnm.errors import GNMError
 from gnm.viz.grid import make_grid, save_png, to_uint8
 
 GREEN = (0, 255, 0)
@@ -129,10 +134,51 @@ def structure_resampling(model, z_g: torch.Tensor, n: int = 7, seed: int = 0,
     return _out(make_grid(_rgb(imgs.flatten(0, 1)), nrow=imgs.shape[1]), path)
 
 
+def informative_dim(latents: torch.Tensor, span: float = 2.0, steps: int = 8
+                    ) -> tuple[int, torch.Tensor]:
+    """The dimension of ``latents [M, D]`` (posterior means of M objects or scenes) whose values
+    spread most across the M rows (largest standard deviation: the dimensions a VAE does not
+    use sit at the prior's mean for every input), and ``steps`` values from its mean minus to its
+    mean plus ``span`` standard deviations."""
+    if latents.dim() != 2 or len(latents) < 2:
+        raise GNMError(f"informative_dim needs latents [M >= 2, D], got {tuple(latents.shape)}.")
+    std = latents.float().std(0)
+    dim = int(std.argmax())
+    mu = float(latents[:, dim].float().mean())
+    return dim, torch.linspace(mu - span * float(std[dim]), mu + span * float(std[dim]), steps)
+
+
+@dataclass(frozen=True)
+class Traversals:
+    """Which dimensions the traversal pictures vary, and over which values."""
+
+    what_dim: int
+    what_values: torch.Tensor  # [V]
+    global_dim: int
+    global_values: torch.Tensor  # [V]
+
+
 @torch.no_grad()
-def all_figures(model, x: torch.Tensor, out: str | Path, seed: int = 0) -> dict[str, Path]:
-    """Write every picture above for inputs ``x [B, C, H, W]`` into folder ``out``."""
+def choose_traversals(model, x: torch.Tensor, steps: int = 8) -> Traversals:
+    """The most informative z_what dimension (over the present objects that ``decompose`` finds
+    in ``x [B, C, H, W]``) and z_g dimension (over ``encode_global(x)``), each traversed over
+    mean ± 2 standard deviations of its posterior means (see :func:`informative_dim`)."""
+    d = model.decompose(x)
+    what = d["z_what"][d["presence"] > 0.5]
+    if len(what) < 2:  # too few objects found: use every cell's posterior mean
+        what = d["z_what"].flatten(0, -2)
+    what_dim, what_values = informative_dim(what, steps=steps)
+    global_dim, global_values = informative_dim(model.encode_global(x), steps=steps)
+    return Traversals(what_dim, what_values, global_dim, global_values)
+
+
+@torch.no_grad()
+def all_figures(model, x: torch.Tensor, out: str | Path, seed: int = 0,
+                traversals: Traversals | None = None) -> dict[str, Path]:
+    """Write every picture above for inputs ``x [B, C, H, W]`` (B >= 2) into folder ``out``;
+    ``traversals`` defaults to :func:`choose_traversals` on ``x``."""
     out = Path(out)
+    t = traversals or choose_traversals(model, x)
     paths = {name: out / f"{name}.png" for name in (
         "prior_samples", "reconstructions", "decomposition", "object_traversal_where",
         "object_traversal_what", "global_traversal", "resample_posterior", "resample_prior")}
@@ -141,10 +187,10 @@ def all_figures(model, x: torch.Tensor, out: str | Path, seed: int = 0) -> dict[
     decomposition(model, x[:8], path=paths["decomposition"])
     shifts = torch.linspace(-1.0, 1.0, 8)
     object_traversal(model, x[:1], "where", 2, shifts, path=paths["object_traversal_where"])
-    object_traversal(model, x[:1], "what", 0, torch.linspace(-2.5, 2.5, 8),
+    object_traversal(model, x[:1], "what", t.what_dim, t.what_values,
                      path=paths["object_traversal_what"])
     z_post = model.encode_global(x[:4])
-    global_traversal(model, z_post, 0, torch.linspace(-2.5, 2.5, 8), paths["global_traversal"])
+    global_traversal(model, z_post, t.global_dim, t.global_values, paths["global_traversal"])
     structure_resampling(model, z_post, 7, seed, first=x[:4], path=paths["resample_posterior"])
     g = torch.Generator(device=x.device).manual_seed(seed)
     structure_resampling(model, model.sample_global(4, generator=g), 8, seed,
