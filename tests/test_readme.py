@@ -161,3 +161,17 @@ def test_torchrun_command(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     out = argv[argv.index("--out") + 1]
     assert (tmp_path / out / "checkpoints").is_dir()
+
+
+def test_every_relative_link_in_the_docs_resolves():
+    """README.md and docs/**/*.md link only to files that exist (the README is the front door:
+    a dead link there is the first thing a newcomer meets)."""
+    pages = [README, *sorted((ROOT / "docs").rglob("*.md"))]
+    dead = []
+    for page in pages:
+        for target in re.findall(r"\]\(([^)\s]+)\)", page.read_text()):
+            if re.match(r"[a-z]+:", target) or target.startswith("#"):
+                continue  # a URL or an anchor in the same page
+            if not (page.parent / target.split("#")[0]).exists():
+                dead.append(f"{page.relative_to(ROOT)} -> {target}")
+    assert not dead, f"dead links: {dead}"
