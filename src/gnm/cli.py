@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from gnm.errors import GNMError
+from gnm.errors import GNMError, is_torch_write_failure, os_error_message
 
 Handler = Callable[[argparse.Namespace], int]
 _COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
@@ -182,14 +182,15 @@ def _register_show(sub: argparse._SubParsersAction) -> None:
 def _cmd_judge(args: argparse.Namespace) -> int:
     from gnm.eval.images import load_images
     from gnm.eval.judge import judge_images
-    from gnm.io import atomic_write_json
+    from gnm.io import atomic_write_json, check_writable
 
-    images = load_images(args.images)
-    result = judge_images(images, args.dataset, progress=not args.quiet,
-                          classifier=_classifier(args.weights))
     src = Path(args.images)
     out = Path(args.json) if args.json else (src / "judge.json" if src.is_dir()
                                              else src.with_suffix(".judge.json"))
+    images = load_images(args.images)
+    check_writable(out.parent)
+    result = judge_images(images, args.dataset, progress=not args.quiet,
+                          classifier=_classifier(args.weights))
     atomic_write_json(out, result)
     lo, hi = result["ci95"]
     reasons = ", ".join(f"{k} {v}" for k, v in result["reasons"].items() if v)
@@ -323,6 +324,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except GNMError as exc:
         print(f"gnm: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a write or read the code did not name: still one sentence
+        print(f"gnm: error: {os_error_message(exc)}", file=sys.stderr)
+        return 2
+    except RuntimeError as exc:
+        if not is_torch_write_failure(exc):
+            raise
+        print("gnm: error: torch.save failed part-way (the disk is probably full); free some "
+              "disk space or choose a folder on another disk, then rerun.", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("gnm: interrupted; rerun the same command to resume where supported.",

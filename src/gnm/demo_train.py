@@ -21,6 +21,7 @@ from gnm.data.mnist import load_mnist
 from gnm.data.scenes import SceneDataset
 from gnm.demo import MIN_N, Stages, describe_model, model_sections, write_demo_page, write_previews
 from gnm.errors import GNMError
+from gnm.io import check_writable
 from gnm.presets import get_preset
 from gnm.train.checkpoint import export_weights, latest_checkpoint, load_config, load_model
 from gnm.train.logger import read_metrics
@@ -109,7 +110,7 @@ def run_demo_training(out: str | Path = "out/demo-train", minutes: float = 5.0, 
     if n < MIN_N:
         raise GNMError(f"--n {n} is too few samples for an S-Acc interval; use at least {MIN_N}.")
     cfg = demo_config(minutes, seed)
-    out = Path(out)
+    out = check_writable(out)
     run = out / "run"
     if latest_checkpoint(run) is not None:
         raise GNMError(f"{run} already holds a training run; pass another --out (or delete "

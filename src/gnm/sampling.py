@@ -9,7 +9,7 @@ import torch
 from tqdm import tqdm
 
 from gnm.errors import GNMError
-from gnm.io import atomic_write_npz
+from gnm.io import atomic_write_npz, check_writable
 from gnm.viz.grid import make_grid, save_png, to_uint8
 
 
@@ -42,6 +42,7 @@ def sample_to_npz(model_path: str | Path, n: int, out: str | Path, seed: int = 0
     out = Path(out)
     if out.suffix != ".npz":
         raise GNMError(f"--out {out} must end in .npz.")
+    check_writable(out.parent)
     model = load_model(model_path, device=device)
     images = sample_images(model, n, seed=seed, batch_size=batch_size,
                            temperature=temperature)

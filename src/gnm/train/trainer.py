@@ -33,7 +33,7 @@ from torch import nn
 
 from gnm.config import Config, to_dict
 from gnm.errors import GNMError
-from gnm.io import atomic_write_json
+from gnm.io import atomic_write_json, check_writable
 from gnm.train import distributed
 from gnm.train.checkpoint import (
     build_from_registry,
@@ -243,6 +243,8 @@ def train(cfg: Config | None, out_dir: str | Path, resume: bool = False,
     try:
         device = distributed.resolve_device(tc.device, ctx)
         distributed.per_rank_batch(tc.batch_size, ctx)
+        if ctx.is_main:
+            check_writable(run_dir)  # fail now, not after building the model and data
         if tc.num_threads > 0:
             torch.set_num_threads(tc.num_threads)
 
@@ -282,7 +284,6 @@ def train(cfg: Config | None, out_dir: str | Path, resume: bool = False,
 
         # ---- records (rank 0 only)
         if ctx.is_main:
-            run_dir.mkdir(parents=True, exist_ok=True)
             atomic_write_json(run_dir / "config.json", to_dict(cfg))
             truncate_metrics(run_dir, start)
         # A time-limited run usually stops long before tc.steps: show no misleading ETA.

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from gnm.io import check_writable
 from gnm.viz.grid import make_grid, save_png, to_uint8
 
 GREEN = (0, 255, 0)
@@ -132,7 +133,7 @@ def structure_resampling(model, z_g: torch.Tensor, n: int = 7, seed: int = 0,
 @torch.no_grad()
 def all_figures(model, x: torch.Tensor, out: str | Path, seed: int = 0) -> dict[str, Path]:
     """Write every picture above for inputs ``x [B, C, H, W]`` into folder ``out``."""
-    out = Path(out)
+    out = check_writable(out)
     paths = {name: out / f"{name}.png" for name in (
         "prior_samples", "reconstructions", "decomposition", "object_traversal_where",
         "object_traversal_what", "global_traversal", "resample_posterior", "resample_prior")}

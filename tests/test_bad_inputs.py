@@ -1,0 +1,200 @@
+"""Bad inputs fed through the ``gnm`` command: one sentence (``gnm: error: ...``), exit 2, and
+nothing half-written.
+
+Writes that fail are simulated where the machine cannot make them fail (tests may run as root,
+where a read-only ``chmod`` does not stop writes, and no disk here is full): creating a file
+under the output folder raises the errno a read-only folder or a full disk would raise.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import gnm
+from gnm import cli
+from gnm.train.checkpoint import export_weights, save_checkpoint
+from tests.test_demo_cli import tiny_config
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A tiny random GNM as a run directory and as exported weights, plus 24 sampled images."""
+    folder = tmp_path_factory.mktemp("tiny")
+    cfg = tiny_config()
+    torch.manual_seed(0)
+    model = gnm.build_model(cfg)
+    save_checkpoint(folder / "run", 2, model, None, cfg)
+    weights = export_weights(folder / "run", folder / "mnist4.safetensors")
+    images = (np.random.default_rng(0).random((24, 32, 32, 1)) * 255).astype(np.uint8)
+    np.savez(folder / "images.npz", images=images)
+    return {"run": folder / "run", "weights": weights, "images": folder / "images.npz"}
+
+
+@pytest.fixture
+def fake_digits(monkeypatch, fake_mnist):
+    for where in ("gnm.data.mnist.load_mnist", "gnm.demo.load_mnist",
+                  "gnm.demo_train.load_mnist"):
+        monkeypatch.setattr(where, lambda *a, **k: fake_mnist)
+
+
+def run_cli(argv: list[str], capsys) -> tuple[int, str]:
+    """Exit status and stderr of ``gnm ARGV`` (the stdout is dropped)."""
+    code = cli.main([str(a) for a in argv])
+    return code, capsys.readouterr().err
+
+
+def assert_one_sentence(err: str, *parts: str) -> str:
+    """The error is one ``gnm: error:`` line (no traceback) that contains every ``part``."""
+    lines = [x for x in err.strip().splitlines() if x.startswith("gnm: error:")]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err, err
+    for part in parts:
+        assert part in lines[0], (part, lines[0])
+    return lines[0]
+
+
+def _under(path: str | os.PathLike, root: Path) -> bool:
+    return Path(os.path.abspath(path)).is_relative_to(root)
+
+
+def break_writes(monkeypatch, root: Path, code: int) -> None:
+    """Make writes under ``root`` fail with errno ``code``: a read-only folder (EROFS, EACCES)
+    refuses to create files; a full disk (ENOSPC) fails once data is written, i.e. when
+    :func:`gnm.io.atomic_write` would rename its finished temporary file."""
+    root = Path(os.path.abspath(root))
+    real_mkstemp, real_replace, real_mkdir = tempfile.mkstemp, os.replace, os.mkdir
+
+    def fail(path):
+        raise OSError(code, os.strerror(code), str(path))
+
+    def mkstemp(*args, **kwargs):
+        folder = kwargs.get("dir") or (args[2] if len(args) > 2 else None)
+        if code != errno.ENOSPC and folder is not None and _under(folder, root):
+            fail(folder)
+        return real_mkstemp(*args, **kwargs)
+
+    def replace(src, dst, **kwargs):
+        if _under(dst, root):
+            fail(dst)
+        return real_replace(src, dst, **kwargs)
+
+    def mkdir(path, *args, **kwargs):
+        if code != errno.ENOSPC and _under(path, root) and not os.path.isdir(path):
+            fail(path)
+        return real_mkdir(path, *args, **kwargs)
+
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+    monkeypatch.setattr(os, "replace", replace)
+    monkeypatch.setattr(os, "mkdir", mkdir)
+
+
+def files_under(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+
+TRAIN = ["train", "--preset", "mnist4-cpu", "--set", "train.steps=1", "--set",
+         "train.batch_size=2", "--set", "train.progress=false", "--set", "train.tensorboard=false",
+         "--set", "train.sample_every=0", "--set", "data.size=32"] + [
+    x for k, v in {"img_size": 32, "enc_filters": "[8,16,32]", "enc_kernels": "[4,4,4]",
+                   "enc_strides": "[2,2,2]", "draw_steps": 1, "z_step_dim": 4,
+                   "draw_hidden": 8, "draw_input": 4, "interaction_hidden": "[16]",
+                   "gdec_hidden": "[16]", "struct_hidden": "[8]", "z_what_dim": 4,
+                   "glimpse_filters": "[8]", "glimpse_kernels": "[1,3]",
+                   "glimpse_upscales": "[4,2]"}.items()
+    for x in ("--set", f"model.{k}={v}")]
+
+
+def write_commands(tiny: dict, out: Path) -> dict[str, list]:
+    """Every writing command with its output under ``out``."""
+    return {
+        "train": [*TRAIN, "--out", out / "run"],
+        "sample": ["sample", tiny["run"], "--n", 2, "--out", out / "s.npz"],
+        "eval": ["eval", tiny["run"], "--metrics", "sacc", "--n", 20, "--quiet", "--out",
+                 out / "ev"],
+        "export": ["export", tiny["run"], "--out", out / "w.safetensors"],
+        "judge": ["judge", "--dataset", "mnist4", "--images", tiny["images"], "--quiet", "--json",
+                  out / "j.json"],
+        "show": ["show", tiny["run"], "--out", out / "pics"],
+        "demo": ["demo", "--model", tiny["weights"], "--n", 20, "--size", 32, "--out",
+                 out / "demo"],
+        "data make": ["data", "make", "mnist4", "--n", 3, "--size", 32, "--quiet", "--out",
+                      out / "scenes"],
+    }
+
+
+COMMANDS = ("train", "sample", "eval", "export", "judge", "show", "demo", "data make")
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EROFS])
+def test_write_errors_are_one_sentence_and_leave_nothing(name, code, tiny, tmp_path, capsys,
+                                                         monkeypatch, fake_digits):
+    out = tmp_path / "out"
+    out.mkdir()
+    break_writes(monkeypatch, out, code)
+    status, err = run_cli(write_commands(tiny, out)[name], capsys)
+    what = {errno.ENOSPC: "no space left", errno.EROFS: "read-only"}[code]
+    assert status == 2
+    assert_one_sentence(err, str(out), what)
+    assert files_under(out) == []  # no temporary, no half-written file
+
+
+@pytest.mark.parametrize("name", ["sample", "export", "judge", "show", "data make"])
+def test_read_only_output_folder(name, tiny, tmp_path, capsys, monkeypatch, fake_digits):
+    out = tmp_path / "ro"
+    out.mkdir()
+    out.chmod(0o500)
+    try:
+        if os.access(out, os.W_OK):  # root: chmod does not stop writes, so simulate it
+            break_writes(monkeypatch, out, errno.EACCES)
+        status, err = run_cli(write_commands(tiny, out)[name], capsys)
+    finally:
+        out.chmod(0o700)
+    assert status == 2
+    assert_one_sentence(err, str(out), "permission denied")
+    assert files_under(out) == []
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_out_under_a_regular_file(name, tiny, tmp_path, capsys, fake_digits):
+    blocker = tmp_path / "somefile"
+    blocker.write_text("keep me")
+    status, err = run_cli(write_commands(tiny, blocker)[name], capsys)
+    assert status == 2
+    assert_one_sentence(err, str(blocker), "is a file, not a folder")
+    assert blocker.read_text() == "keep me"
+
+
+def test_checkpoint_save_that_torch_gives_up_on(tmp_path, capsys, monkeypatch, fake_digits):
+    """torch.save on a full disk raises RuntimeError('... inline_container ...'); the run
+    directory keeps no partial checkpoint."""
+    def full_disk_save(obj, f, *args, **kwargs):
+        Path(f).write_bytes(b"PK\x03\x04 half a zip")
+        raise RuntimeError("[enforce fail at inline_container.cc:626] . unexpected pos 64 vs 0; "
+                           "PytorchStreamWriter failed writing file data/0: file write failed")
+
+    monkeypatch.setattr(torch, "save", full_disk_save)
+    run = tmp_path / "run"
+    status, err = run_cli([*TRAIN, "--out", run], capsys)
+    assert status == 2
+    assert_one_sentence(err, str(run / "checkpoints" / "step_00000001.pt"), "disk")
+    assert not [p for p in files_under(run) if p.startswith("checkpoints")]
+
+
+def test_an_unnamed_os_error_reaching_the_cli_is_one_sentence(tmp_path, capsys, monkeypatch):
+    def broken(*args, **kwargs):
+        raise OSError(errno.EIO, "Input/output error", str(tmp_path / "x.npz"))
+
+    monkeypatch.setattr("gnm.sampling.sample_to_npz", broken)
+    status, err = run_cli(["sample", tmp_path, "--n", 2, "--out", tmp_path / "x.npz"], capsys)
+    assert status == 2
+    assert_one_sentence(err, str(tmp_path / "x.npz"), "input/output error")
