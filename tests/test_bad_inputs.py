@@ -198,3 +198,45 @@ def test_an_unnamed_os_error_reaching_the_cli_is_one_sentence(tmp_path, capsys, 
     status, err = run_cli(["sample", tmp_path, "--n", 2, "--out", tmp_path / "x.npz"], capsys)
     assert status == 2
     assert_one_sentence(err, str(tmp_path / "x.npz"), "input/output error")
+
+
+# ---------------------------------------------------------------------------- config values
+@pytest.mark.parametrize("assignment,parts", [
+    ("model.draw_steps=0", ["model.draw_steps=0", "integer >= 1"]),
+    ("train.seed=-1", ["train.seed=-1", "integer >= 0"]),
+    ("data.num_workers=-1", ["data.num_workers=-1", "integer >= 0"]),
+    ("model.enc_filters=abc", ["model.enc_filters='abc'", "list of integers"]),
+    ("model.enc_filters=[8,0,32]", ["model.enc_filters=[8, 0, 32]", "every entry",
+                                    "integer >= 1"]),
+    ("model.sigma=-0.5", ["model.sigma=-0.5", "number > 0"]),
+    ("train.lr=nan", ["train.lr=nan", "finite number"]),
+    ("model.tau={start: high}", ["model.tau.start='high'", "finite number"]),
+    ("train.judge_n=5", ["train.judge_n=5", "integer >= 20"]),
+])
+def test_bad_config_values_name_key_value_and_range(assignment, parts, tmp_path, capsys):
+    status, err = run_cli([*TRAIN, "--set", assignment, "--out", tmp_path / "run"], capsys)
+    assert status == 2
+    assert_one_sentence(err, *parts)
+    assert not (tmp_path / "run").exists()  # refused before anything was written
+
+
+def test_a_config_built_in_python_is_checked_before_training(tmp_path):
+    from gnm.config import Config
+    from gnm.errors import GNMError
+    from gnm.train.trainer import train
+
+    cfg = Config()
+    cfg.model.draw_steps = 0  # no set_override: train() itself must refuse it
+    with pytest.raises(GNMError, match=r"model.draw_steps=0 is out of range"):
+        train(cfg, tmp_path / "run")
+    with pytest.raises(GNMError, match=r"model.z_what_dim=0 is out of range"):
+        gnm.build_model("mnist4-cpu", z_what_dim=0)
+
+
+@pytest.mark.parametrize("size", ["0", "-3"])
+def test_sample_batch_size_must_be_positive(size, tiny, tmp_path, capsys):
+    status, err = run_cli(["sample", tiny["run"], "--n", 2, "--batch-size", size, "--out",
+                           tmp_path / "s.npz"], capsys)
+    assert status == 2
+    assert_one_sentence(err, f"--batch-size {size}", "integer >= 1")
+    assert not (tmp_path / "s.npz").exists()

@@ -22,6 +22,9 @@ def sample_images(model: torch.nn.Module, n: int, seed: int = 0, batch_size: int
     values need a model whose ``sample`` takes ``temperature``, e.g. GNM)."""
     if n <= 0:
         raise GNMError(f"--n must be a positive number of samples, got {n}.")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise GNMError(f"--batch-size {batch_size} is out of range: it must be an integer >= 1 "
+                       "(images sampled at once; default 64).")
     if not hasattr(model, "sample"):
         raise GNMError(f"model {type(model).__name__} cannot sample scenes (no .sample method).")
     kw = {} if temperature == 1.0 else {"temperature": temperature}
