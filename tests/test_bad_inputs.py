@@ -240,3 +240,38 @@ def test_sample_batch_size_must_be_positive(size, tiny, tmp_path, capsys):
     assert status == 2
     assert_one_sentence(err, f"--batch-size {size}", "integer >= 1")
     assert not (tmp_path / "s.npz").exists()
+
+
+# ---------------------------------------------------------------------------- --device
+@pytest.fixture
+def no_gpu(monkeypatch):
+    """A machine without a GPU, also where the tests run on one."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+
+
+@pytest.mark.parametrize("name", ["sample", "eval", "show"])
+def test_device_cuda_without_a_gpu(name, tiny, tmp_path, capsys, no_gpu, fake_digits):
+    argv = write_commands(tiny, tmp_path / "out")[name] + ["--device", "cuda"]
+    status, err = run_cli(argv, capsys)
+    assert status == 2
+    assert_one_sentence(err, "--device cuda needs a GPU", "use --device cpu")
+    assert not (tmp_path / "out").exists()  # refused before any work
+
+
+def test_train_device_cuda_without_a_gpu(tmp_path, capsys, no_gpu):
+    status, err = run_cli([*TRAIN, "--set", "train.device=cuda", "--out", tmp_path / "run"],
+                          capsys)
+    assert status == 2
+    assert_one_sentence(err, "train.device=cuda", "no CUDA device", "train.device=cpu")
+
+
+def test_device_index_beyond_the_gpus_and_unknown_names(tiny, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    argv = ["sample", tiny["run"], "--n", 2, "--out", tmp_path / "s.npz", "--device"]
+    status, err = run_cli([*argv, "cuda:3"], capsys)
+    assert status == 2
+    assert_one_sentence(err, "--device cuda:3 asks for GPU 3", "has 1 (cuda:0..cuda:0)")
+    status, err = run_cli([*argv, "gpu0"], capsys)
+    assert status == 2
+    assert_one_sentence(err, "--device 'gpu0' is not a device name")

@@ -129,8 +129,10 @@ def _register_export(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_sample(args: argparse.Namespace) -> int:
+    from gnm.devices import check_device
     from gnm.sampling import sample_to_npz
 
+    check_device(args.device)
     out = sample_to_npz(args.model, args.n, args.out, seed=args.seed,
                         batch_size=args.batch_size, device=args.device,
                         temperature=args.temperature)
@@ -154,10 +156,12 @@ def _register_sample(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
+    from gnm.devices import check_device
     from gnm.eval.run import real_test_scenes
     from gnm.train.checkpoint import load_config, load_model
     from gnm.viz.figures import all_figures
 
+    check_device(args.device)
     cfg = load_config(args.model)
     model = load_model(args.model, device=args.device)
     x = real_test_scenes(cfg, 16, args.data_dir, args.seed)["image"].to(args.device)
@@ -219,8 +223,10 @@ def _register_judge(sub: argparse._SubParsersAction) -> None:
 
 # --------------------------------------------------------------------------- eval
 def _cmd_eval(args: argparse.Namespace) -> int:
+    from gnm.devices import check_device
     from gnm.eval.run import evaluate, markdown, parse_metrics
 
+    check_device(args.device)
     result = evaluate(args.model, parse_metrics(args.metrics), args.out, n=args.n,
                       seed=args.seed, ll_k=args.ll_k, ll_n=args.ll_n,
                       dsteps_cap=args.dsteps_cap, data_dir=args.data_dir, device=args.device,

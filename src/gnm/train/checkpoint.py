@@ -245,6 +245,9 @@ def load_model(path: str | Path, device: str | torch.device = "cpu",
     The model is rebuilt from the stored config by ``build`` (default: the model registry) and
     its weights loaded; nothing in the files is executed.
     """
+    from gnm.devices import check_device
+
+    check_device(device, "device")  # before the work: one sentence if it is not here
     path = Path(path)
     build = build or build_from_registry
     if _is_safetensors(path):
