@@ -9,6 +9,7 @@ under the output folder raises the errno a read-only folder or a full disk would
 from __future__ import annotations
 
 import errno
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -275,3 +276,85 @@ def test_device_index_beyond_the_gpus_and_unknown_names(tiny, tmp_path, capsys, 
     status, err = run_cli([*argv, "gpu0"], capsys)
     assert status == 2
     assert_one_sentence(err, "--device 'gpu0' is not a device name")
+
+
+# ---------------------------------------------------------------------------- gnm judge
+def judge(images, capsys, *extra) -> tuple[int, str, str]:
+    code = cli.main(["judge", "--dataset", "mnist4", "--quiet", "--images", str(images),
+                     *map(str, extra)])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_judge_truncated_npz(tmp_path, capsys):
+    images = (np.random.default_rng(0).random((30, 64, 64, 1)) * 255).astype(np.uint8)
+    np.savez_compressed(tmp_path / "full.npz", images=images)
+    data = (tmp_path / "full.npz").read_bytes()
+    (tmp_path / "cut.npz").write_bytes(data[:len(data) // 2])
+    code, out, err = judge(tmp_path / "cut.npz", capsys)
+    assert code == 2 and "S-Acc" not in out
+    assert_one_sentence(err, "cut.npz is not a readable .npz file", "truncated")
+    assert not (tmp_path / "cut.judge.json").exists()
+
+
+def test_judge_a_file_named_png_that_is_not_one(tmp_path, capsys):
+    folder = tmp_path / "pngs"
+    folder.mkdir()
+    (folder / "a.png").write_bytes(b"this is not an image")
+    code, out, err = judge(folder, capsys)
+    assert code == 2 and "S-Acc" not in out
+    assert_one_sentence(err, str(folder / "a.png"), "not a readable PNG")
+    from PIL import Image
+
+    Image.new("L", (64, 64)).save(folder / "a.png", format="JPEG")  # a JPEG under a .png name
+    code, out, err = judge(folder, capsys)
+    assert code == 2
+    assert_one_sentence(err, "is a JPEG file, not a PNG")
+
+
+def test_judge_nan_images(tmp_path, capsys):
+    images = np.full((25, 64, 64, 1), 0.5, np.float32)
+    images[7, 3, 3] = np.nan
+    np.savez(tmp_path / "nan.npz", images=images)
+    code, out, err = judge(tmp_path / "nan.npz", capsys)
+    assert code == 2 and "S-Acc" not in out
+    assert_one_sentence(err, "1 of 25 images", "NaN or infinite", "image 7")
+
+
+def test_judge_images_too_small_for_digits(tmp_path, capsys):
+    np.savez(tmp_path / "small.npz", images=np.zeros((25, 24, 24), np.uint8))
+    code, out, err = judge(tmp_path / "small.npz", capsys)
+    assert code == 2 and "S-Acc" not in out
+    assert_one_sentence(err, "24×24 px are too small", "at least 32 px")
+
+
+def test_judge_no_images_is_an_error(tmp_path, capsys):
+    np.savez(tmp_path / "empty.npz", images=np.zeros((0, 64, 64, 1), np.uint8))
+    code, out, err = judge(tmp_path / "empty.npz", capsys)
+    assert code == 2
+    assert_one_sentence(err, "holds no images")
+
+
+def test_judge_fewer_than_20_images_warns_that_the_interval_is_wide(tiny, tmp_path, capsys):
+    with np.load(tiny["images"]) as z:
+        np.savez(tmp_path / "five.npz", images=z["images"][:5])
+    code, out, err = judge(tmp_path / "five.npz", capsys)
+    assert code == 0
+    assert "n=5" in out and "judging 5 images of 32 px" in out
+    assert "gnm: warning: only 5 images" in err and "interval" in err and "wide" in err
+    assert (tmp_path / "five.judge.json").is_file()
+
+
+@pytest.mark.parametrize("fmt", ["npz", "png"])
+def test_judge_reads_a_data_make_export_folder(fmt, tmp_path, capsys, fake_digits):
+    out = tmp_path / "scenes"
+    assert cli.main(["data", "make", "mnist4", "--n", "6", "--size", "32", "--format", fmt,
+                     "--quiet", "--out", str(out)]) == 0
+    assert (out / "preview.png").is_file()
+    capsys.readouterr()
+    code, stdout, err = judge(out, capsys)
+    assert code == 0, err
+    where = "images/*.png" if fmt == "png" else "shards/*.npz"
+    assert f"judging 6 images of 32 px from the mnist4/train export in {out} ({where})" in stdout
+    assert "n=6" in stdout  # the six scenes, not the preview grid
+    assert json.loads((out / "judge.json").read_text())["n"] == 6

@@ -184,17 +184,23 @@ def _register_show(sub: argparse._SubParsersAction) -> None:
 
 # --------------------------------------------------------------------------- judge
 def _cmd_judge(args: argparse.Namespace) -> int:
-    from gnm.eval.images import load_images
-    from gnm.eval.judge import judge_images
+    from gnm.eval.images import read_images
+    from gnm.eval.judge import MIN_IMAGES, judge_images
     from gnm.io import atomic_write_json, check_writable
 
     src = Path(args.images)
     out = Path(args.json) if args.json else (src / "judge.json" if src.is_dir()
                                              else src.with_suffix(".judge.json"))
-    images = load_images(args.images)
+    images, source = read_images(args.images)
     check_writable(out.parent)
+    print(f"judging {source}")
     result = judge_images(images, args.dataset, progress=not args.quiet,
-                          classifier=_classifier(args.weights))
+                          classifier=_classifier(args.weights), min_images=1)
+    if result["n"] < MIN_IMAGES:
+        lo, hi = result["ci95"]
+        print(f"gnm: warning: only {result['n']} images, so the 95% interval "
+              f"({lo:.3f}-{hi:.3f}) is wide; judge at least {MIN_IMAGES} (better a few hundred) "
+              "for a useful S-Acc.", file=sys.stderr)
     atomic_write_json(out, result)
     lo, hi = result["ci95"]
     reasons = ", ".join(f"{k} {v}" for k, v in result["reasons"].items() if v)
