@@ -21,6 +21,7 @@ import torch
 import gnm
 from gnm import cli
 from gnm.train.checkpoint import export_weights, save_checkpoint
+from tests.conftest import load_benchmark
 from tests.test_demo_cli import tiny_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
@@ -358,3 +359,39 @@ def test_judge_reads_a_data_make_export_folder(fmt, tmp_path, capsys, fake_digit
     assert f"judging 6 images of 32 px from the mnist4/train export in {out} ({where})" in stdout
     assert "n=6" in stdout  # the six scenes, not the preview grid
     assert json.loads((out / "judge.json").read_text())["n"] == 6
+
+
+# ---------------------------------------------------------------------------- the benchmark
+def test_bad_inputs_benchmark_quick_has_no_traceback_and_nothing_silent(tmp_path, capsys):
+    script = load_benchmark("bad_inputs")
+    assert script.main(["--quick", "--out", str(tmp_path)]) == 0
+    result = json.loads((tmp_path / "bad_inputs.json").read_text())
+    assert result["cases"] >= 20 and result["seconds"] < 60
+    assert result["verdicts"]["TRACEBACK"] == 0 and result["verdicts"]["SILENT"] == 0
+    assert result["verdicts"]["ok"] == result["cases"]
+    md = (tmp_path / "bad_inputs.md").read_text()
+    assert "| judge: NaN images | 2 | gnm: error:" in md
+
+
+def test_bad_inputs_benchmark_sees_tracebacks_silence_and_leftovers(tmp_path, monkeypatch):
+    """The verdicts themselves: a crash, an accepted bad input, a left temporary file."""
+    import gnm.sampling
+
+    script = load_benchmark("bad_inputs")
+
+    def crash(ws):
+        ws.patch(gnm.sampling, "sample_to_npz", lambda *a, **k: 1 / 0)
+
+    def leave_temp(ws):  # as a write that does not clean up after itself would
+        (ws.tmp / ".s.npz.abc.tmp").write_bytes(b"half")
+
+    sample = ["sample", "{run}", "--n", "2", "--out", "{tmp}/s.npz"]
+    cases = [script.Case("crash", sample, crash, "x"),
+             script.Case("fine input", sample, None, "some error"),
+             script.Case("wrong words", [*sample, "--batch-size", "0"], None, "no such words"),
+             script.Case("left a temp file", [*sample, "--batch-size", "0"], leave_temp, "")]
+    monkeypatch.setattr(script, "GROUPS", [lambda: cases])
+    rows = script.run_cases()
+    assert [r["verdict"] for r in rows] == ["TRACEBACK", "SILENT", "WRONG", "HALF-WRITTEN"]
+    assert rows[0]["message"].startswith("ZeroDivisionError")
+    assert gnm.sampling.sample_to_npz.__module__ == "gnm.sampling"  # patches were undone
