@@ -26,7 +26,6 @@ import contextlib
 import errno
 import importlib
 import io
-import os
 import shutil
 import sys
 import tempfile
@@ -38,6 +37,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from gnm.testing import break_writes, synthetic_mnist
 
 VERDICTS = ("ok", "TRACEBACK", "SILENT", "WRONG", "HALF-WRITTEN")
 #: A tiny GNM (32 px) for every case that needs a trained model or trains one.
@@ -131,58 +132,6 @@ class _Lazy(dict):
 
     def __missing__(self, key: str) -> str:
         return str(getattr(self.ws, key))
-
-
-def synthetic_mnist():
-    """MNIST-shaped digits: a centred square whose grey level encodes the class."""
-    from gnm.data.mnist import MNIST
-
-    def part(n: int) -> tuple[np.ndarray, np.ndarray]:
-        labels = (np.arange(n) % 10).astype(np.uint8)
-        images = np.zeros((n, 28, 28), np.uint8)
-        for i, c in enumerate(labels):
-            side = 10 + 2 * (i // 10 % 4)
-            lo = 14 - side // 2
-            images[i, lo:lo + side, lo:lo + side] = 100 + 15 * int(c)
-        return images, labels
-
-    (tr, trl), (te, tel) = part(600), part(200)
-    return MNIST(train_images=tr, train_labels=trl, test_images=te, test_labels=tel)
-
-
-def break_writes(patch: Callable[[Any, str, Any], None], root: Path, code: int) -> None:
-    """Make writes under ``root`` fail with errno ``code``, as a read-only folder (EROFS,
-    EACCES: creating files and folders fails) or a full disk (ENOSPC: a finished temporary
-    file cannot be renamed into place) would. ``patch(obj, name, value)`` sets an attribute
-    until the caller undoes it (pytest's ``monkeypatch.setattr`` or :meth:`Workspace.patch`)."""
-    root = Path(os.path.abspath(root))
-    real_mkstemp, real_replace, real_mkdir = tempfile.mkstemp, os.replace, os.mkdir
-
-    def under(path: Any) -> bool:
-        return Path(os.path.abspath(path)).is_relative_to(root)
-
-    def fail(path: Any):
-        raise OSError(code, os.strerror(code), str(path))
-
-    def mkstemp(*args, **kwargs):
-        folder = kwargs.get("dir") or (args[2] if len(args) > 2 else None)
-        if code != errno.ENOSPC and folder is not None and under(folder):
-            fail(folder)
-        return real_mkstemp(*args, **kwargs)
-
-    def replace(src, dst, **kwargs):
-        if under(dst):
-            fail(dst)
-        return real_replace(src, dst, **kwargs)
-
-    def mkdir(path, *args, **kwargs):
-        if code != errno.ENOSPC and under(path) and not os.path.isdir(path):
-            fail(path)
-        return real_mkdir(path, *args, **kwargs)
-
-    patch(tempfile, "mkstemp", mkstemp)
-    patch(os, "replace", replace)
-    patch(os, "mkdir", mkdir)
 
 
 # ---------------------------------------------------------------------------- the cases

@@ -11,7 +11,6 @@ from __future__ import annotations
 import errno
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +19,7 @@ import torch
 
 import gnm
 from gnm import cli
+from gnm.testing import break_writes
 from gnm.train.checkpoint import export_weights, save_checkpoint
 from tests.conftest import load_benchmark
 from tests.test_demo_cli import tiny_config
@@ -62,41 +62,6 @@ def assert_one_sentence(err: str, *parts: str) -> str:
     for part in parts:
         assert part in lines[0], (part, lines[0])
     return lines[0]
-
-
-def _under(path: str | os.PathLike, root: Path) -> bool:
-    return Path(os.path.abspath(path)).is_relative_to(root)
-
-
-def break_writes(monkeypatch, root: Path, code: int) -> None:
-    """Make writes under ``root`` fail with errno ``code``: a read-only folder (EROFS, EACCES)
-    refuses to create files; a full disk (ENOSPC) fails once data is written, i.e. when
-    :func:`gnm.io.atomic_write` would rename its finished temporary file."""
-    root = Path(os.path.abspath(root))
-    real_mkstemp, real_replace, real_mkdir = tempfile.mkstemp, os.replace, os.mkdir
-
-    def fail(path):
-        raise OSError(code, os.strerror(code), str(path))
-
-    def mkstemp(*args, **kwargs):
-        folder = kwargs.get("dir") or (args[2] if len(args) > 2 else None)
-        if code != errno.ENOSPC and folder is not None and _under(folder, root):
-            fail(folder)
-        return real_mkstemp(*args, **kwargs)
-
-    def replace(src, dst, **kwargs):
-        if _under(dst, root):
-            fail(dst)
-        return real_replace(src, dst, **kwargs)
-
-    def mkdir(path, *args, **kwargs):
-        if code != errno.ENOSPC and _under(path, root) and not os.path.isdir(path):
-            fail(path)
-        return real_mkdir(path, *args, **kwargs)
-
-    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
-    monkeypatch.setattr(os, "replace", replace)
-    monkeypatch.setattr(os, "mkdir", mkdir)
 
 
 def files_under(root: Path) -> list[str]:
@@ -142,7 +107,7 @@ def test_write_errors_are_one_sentence_and_leave_nothing(name, code, tiny, tmp_p
                                                          monkeypatch, fake_digits):
     out = tmp_path / "out"
     out.mkdir()
-    break_writes(monkeypatch, out, code)
+    break_writes(monkeypatch.setattr, out, code)
     status, err = run_cli(write_commands(tiny, out)[name], capsys)
     what = {errno.ENOSPC: "no space left", errno.EROFS: "read-only"}[code]
     assert status == 2
@@ -157,7 +122,7 @@ def test_read_only_output_folder(name, tiny, tmp_path, capsys, monkeypatch, fake
     out.chmod(0o500)
     try:
         if os.access(out, os.W_OK):  # root: chmod does not stop writes, so simulate it
-            break_writes(monkeypatch, out, errno.EACCES)
+            break_writes(monkeypatch.setattr, out, errno.EACCES)
         status, err = run_cli(write_commands(tiny, out)[name], capsys)
     finally:
         out.chmod(0o700)
