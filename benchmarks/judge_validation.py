@@ -60,7 +60,7 @@ def table(rows: list) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--n-real", type=int, default=1000)
     p.add_argument("--n-corrupt", type=int, default=200)
@@ -68,7 +68,7 @@ def main() -> None:
     p.add_argument("--weights", default=None)
     p.add_argument("--out", default=None)
     p.add_argument("--threads", type=int, default=1)
-    args = p.parse_args()
+    args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     mnist, classifier = load_mnist(), load_classifier(args.weights)
     rows = []

@@ -60,7 +60,7 @@ CHEAP: dict[str, tuple[str, object]] = {
         "script", ("results_table", ["--check", str(README)])),  # never rewrite it in a test
     "python benchmarks/bad_inputs.py": ("script", ("bad_inputs", ["--quick"])),
     "python benchmarks/judge_validation.py --out docs": (
-        "script", ("judge_validation", ["--n-real", "10", "--n-corrupt", "2", "--out", "jv"])),
+        "script", ("judge_validation", ["--n-real", "20", "--n-corrupt", "20", "--out", "jv"])),
 }
 
 

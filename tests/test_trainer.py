@@ -230,9 +230,13 @@ def test_bad_settings_are_gnm_errors(tmp_path, fake_mnist):
     with pytest.raises(GNMError, match="train.optimizer"):
         train(tiny_config("train.optimizer=sgd"), tmp_path, model=tiny_model(),
               dataset=tiny_dataset(fake_mnist))
-    with pytest.raises(GNMError, match="train.log_every"):
+    with pytest.raises(GNMError, match="train.log_every=0 is out of range"):
         train(tiny_config("train.log_every=0"), tmp_path, model=tiny_model(),
               dataset=tiny_dataset(fake_mnist))
+    cfg = tiny_config()
+    cfg.train.log_every = 0  # set without set_override: train() checks it too
+    with pytest.raises(GNMError, match="train.log_every=0 is out of range"):
+        train(cfg, tmp_path, model=tiny_model(), dataset=tiny_dataset(fake_mnist))
 
 
 def test_data_order_is_a_pure_function_of_seed_and_step():
@@ -336,7 +340,9 @@ def test_time_limit_off_and_bad_values(tmp_path, fake_mnist):
     cfg = tiny_config("train.steps=3", "train.time_limit_s=0")
     assert train(cfg, tmp_path / "a", model=tiny_model(),
                  dataset=tiny_dataset(fake_mnist))["step"] == 3
-    cfg = tiny_config("train.time_limit_s=-1")
+    with pytest.raises(GNMError, match="time_limit_s"):  # refused as soon as it is set
+        tiny_config("train.time_limit_s=-1")
+    cfg.train.time_limit_s = float("inf")
     with pytest.raises(GNMError, match="time_limit_s"):
         train(cfg, tmp_path / "b", model=tiny_model(), dataset=tiny_dataset(fake_mnist))
 

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from gnm.errors import GNMError
+from gnm.errors import GNMError, is_torch_write_failure, os_error_message
 
 Handler = Callable[[argparse.Namespace], int]
 _COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
@@ -129,8 +129,10 @@ def _register_export(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_sample(args: argparse.Namespace) -> int:
+    from gnm.devices import check_device
     from gnm.sampling import sample_to_npz
 
+    check_device(args.device)
     out = sample_to_npz(args.model, args.n, args.out, seed=args.seed,
                         batch_size=args.batch_size, device=args.device,
                         temperature=args.temperature)
@@ -154,10 +156,12 @@ def _register_sample(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
+    from gnm.devices import check_device
     from gnm.eval.run import real_test_scenes
     from gnm.train.checkpoint import load_config, load_model
     from gnm.viz.figures import all_figures
 
+    check_device(args.device)
     cfg = load_config(args.model)
     model = load_model(args.model, device=args.device)
     x = real_test_scenes(cfg, 16, args.data_dir, args.seed)["image"].to(args.device)
@@ -180,16 +184,23 @@ def _register_show(sub: argparse._SubParsersAction) -> None:
 
 # --------------------------------------------------------------------------- judge
 def _cmd_judge(args: argparse.Namespace) -> int:
-    from gnm.eval.images import load_images
-    from gnm.eval.judge import judge_images
-    from gnm.io import atomic_write_json
+    from gnm.eval.images import read_images
+    from gnm.eval.judge import MIN_IMAGES, judge_images
+    from gnm.io import atomic_write_json, check_writable
 
-    images = load_images(args.images)
-    result = judge_images(images, args.dataset, progress=not args.quiet,
-                          classifier=_classifier(args.weights))
     src = Path(args.images)
     out = Path(args.json) if args.json else (src / "judge.json" if src.is_dir()
                                              else src.with_suffix(".judge.json"))
+    images, source = read_images(args.images)
+    check_writable(out.parent)
+    print(f"judging {source}")
+    result = judge_images(images, args.dataset, progress=not args.quiet,
+                          classifier=_classifier(args.weights), min_images=1)
+    if result["n"] < MIN_IMAGES:
+        lo, hi = result["ci95"]
+        print(f"gnm: warning: only {result['n']} images, so the 95% interval "
+              f"({lo:.3f}-{hi:.3f}) is wide; judge at least {MIN_IMAGES} (better a few hundred) "
+              "for a useful S-Acc.", file=sys.stderr)
     atomic_write_json(out, result)
     lo, hi = result["ci95"]
     reasons = ", ".join(f"{k} {v}" for k, v in result["reasons"].items() if v)
@@ -218,8 +229,10 @@ def _register_judge(sub: argparse._SubParsersAction) -> None:
 
 # --------------------------------------------------------------------------- eval
 def _cmd_eval(args: argparse.Namespace) -> int:
+    from gnm.devices import check_device
     from gnm.eval.run import evaluate, markdown, parse_metrics
 
+    check_device(args.device)
     result = evaluate(args.model, parse_metrics(args.metrics), args.out, n=args.n,
                       seed=args.seed, ll_k=args.ll_k, ll_n=args.ll_n,
                       dsteps_cap=args.dsteps_cap, data_dir=args.data_dir, device=args.device,
@@ -325,6 +338,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except GNMError as exc:
         print(f"gnm: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a write or read the code did not name: still one sentence
+        print(f"gnm: error: {os_error_message(exc)}", file=sys.stderr)
+        return 2
+    except RuntimeError as exc:
+        if not is_torch_write_failure(exc):
+            raise
+        print("gnm: error: torch.save failed part-way (the disk is probably full); free some "
+              "disk space or choose a folder on another disk, then rerun.", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("gnm: interrupted; rerun the same command to resume where supported.",

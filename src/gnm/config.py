@@ -3,11 +3,19 @@
 A run's :class:`Config` is saved as ``config.json`` beside its checkpoints, so a checkpoint
 always carries the exact configuration that made it. Overrides use dotted keys, e.g.
 ``--set train.lr=3e-4 --set model.draw_steps=8``; values are parsed as YAML scalars/lists.
+
+Every value is checked against its field's type and the section's ``LIMITS`` (e.g.
+``model.draw_steps`` ``>= 1``) when it is set and again before training
+(:func:`check_config`), so a bad value is one sentence naming the key, the value and the
+allowed range instead of a crash deep inside the model.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import math
+import typing
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -26,6 +34,100 @@ class DataConfig:
     seed: int = 0  # scene generation seed (scene i is a function of seed, split, i)
     data_dir: str | None = None  # MNIST location; None -> $GNM_DATA or ./data
     num_workers: int = 0  # DataLoader worker processes
+
+
+#: Allowed ranges of DataConfig fields (see check_field); the generator needs >= 32 px.
+LIMITS = {"size": ">= 32", "seed": ">= 0", "num_workers": ">= 0"}
+_KINDS = {int: "an integer", float: "a finite number", bool: "true or false", str: "a string",
+          tuple[int, ...]: "a list of integers (e.g. [8, 16, 32])",
+          tuple[float, ...]: "a list of finite numbers (e.g. [-1.6, 0.0, 0.0, 0.0])",
+          str | None: "a string or null"}
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _limits(cls: type) -> dict[str, str]:
+    import sys
+
+    return getattr(sys.modules[cls.__module__], "LIMITS", {}) if cls is not Schedule else {}
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return (_is_int(v) or isinstance(v, float)) and math.isfinite(v)
+
+
+def _fits(kind: Any, v: Any) -> bool:
+    if kind is bool:
+        return isinstance(v, bool)
+    if kind is int:
+        return _is_int(v)
+    if kind is float:
+        return _is_number(v)
+    if kind is str:
+        return isinstance(v, str)
+    if kind == str | None:
+        return v is None or isinstance(v, str)
+    if kind in (tuple[int, ...], tuple[float, ...]):
+        item = _is_int if kind == tuple[int, ...] else _is_number
+        return isinstance(v, (tuple, list)) and all(item(x) for x in v)
+    return True  # a type this check does not know (e.g. a model's own): left to the model
+
+
+def _show(v: Any) -> str:
+    return repr(list(v)) if isinstance(v, tuple) else repr(v)
+
+
+def _in_range(v: float, rule: str) -> bool:
+    op, bound = rule.split()
+    return v >= float(bound) if op == ">=" else v > float(bound)
+
+
+def check_field(section: Any, name: str, value: Any, key: str) -> None:
+    """Raise a GNMError unless ``value`` fits field ``name`` of config dataclass ``section``:
+    its type (int, number, list of integers, ...) and its range in the section's ``LIMITS``.
+    ``key`` is the dotted name shown in the message (e.g. ``model.draw_steps``)."""
+    cls = type(section)
+    kind = _hints(cls).get(name)
+    if kind is Schedule or isinstance(value, Schedule):
+        if not isinstance(value, Schedule):
+            raise GNMError(f"{key}={_show(value)} must be a schedule: a mapping with start_step, "
+                           "end_step, start and end.")
+        for sub in fields(Schedule):
+            check_field(value, sub.name, getattr(value, sub.name), f"{key}.{sub.name}")
+        return
+    if not _fits(kind, value):
+        raise GNMError(f"{key}={_show(value)} must be {_KINDS.get(kind, kind)}.")
+    rule = _limits(cls).get(name)
+    if rule is None:
+        return
+    entries = value if isinstance(value, (tuple, list)) else [value]
+    if not all(_in_range(v, rule) for v in entries):
+        what = "every entry must be" if isinstance(value, (tuple, list)) else "it must be"
+        noun = "an integer" if kind in (int, tuple[int, ...]) else "a number"
+        raise GNMError(f"{key}={_show(value)} is out of range: {what} {noun} {rule}.")
+
+
+def check_section(section: Any, prefix: str) -> None:
+    """:func:`check_field` on every field of config dataclass ``section`` (``prefix``: the
+    dotted path of the section, e.g. ``"model."``)."""
+    for f in fields(section):
+        check_field(section, f.name, getattr(section, f.name), f"{prefix}{f.name}")
+
+
+def check_config(cfg: Any) -> None:
+    """Check every value of a :class:`Config` (types and ranges); raise a GNMError naming the
+    first bad key, its value and the allowed range."""
+    for f in fields(cfg):
+        section = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(section):
+            check_section(section, f"{f.name}.")
 
 
 def _cfg_from_dict(cls: type, data: dict[str, Any], where: str) -> Any:
@@ -79,6 +181,10 @@ def set_override(cfg: Any, assignment: str) -> None:
                     raise GNMError(f"override {assignment!r}: {key} is a section; set one of its "
                                    "keys or give a mapping.")
                 value = _cfg_from_dict(type(old), {**to_dict(old), **value}, f"{key}.")
+                if isinstance(value, Schedule):
+                    check_field(target, part, value, key)
+                else:
+                    check_section(value, f"{key}.")
             elif isinstance(old, bool) and not isinstance(value, bool):
                 raise GNMError(f"override {assignment!r}: {key} takes true or false.")
             elif isinstance(old, float) and isinstance(value, int) and not isinstance(value, bool):
@@ -91,6 +197,8 @@ def set_override(cfg: Any, assignment: str) -> None:
                     raise GNMError(f"override {assignment!r}: {key} takes a number.") from None
             elif isinstance(old, tuple) and isinstance(value, list):
                 value = tuple(value)
+            if not dataclasses.is_dataclass(old):
+                check_field(target, part, value, key.strip())
             setattr(target, part, value)
         else:
             target = getattr(target, part)
@@ -99,7 +207,8 @@ def set_override(cfg: Any, assignment: str) -> None:
                                "section.")
 
 
-__all__ = ["DataConfig", "Schedule", "field", "set_override", "to_dict"]
+__all__ = ["DataConfig", "Schedule", "check_config", "check_field", "check_section", "field",
+           "set_override", "to_dict"]
 
 
 # The sections are defined next to the code that owns them; imported late to avoid cycles.

@@ -26,7 +26,7 @@ from gnm.data.mnist import load_mnist, mnist_on_disk
 from gnm.data.scenes import DATASETS, SceneDataset, SceneGenerator
 from gnm.errors import GNMError
 from gnm.eval.judge import judge_images
-from gnm.io import atomic_write_json
+from gnm.io import atomic_write_json, check_writable
 from gnm.sampling import sample_images
 from gnm.train.checkpoint import load_checkpoint, load_config, load_model
 from gnm.viz import report
@@ -296,7 +296,7 @@ def run_demo(out: str | Path = "out/demo", model: str | Path | None = None, n: i
     t0 = time.perf_counter()
     if n < MIN_N:
         raise GNMError(f"--n {n} is too few samples for an S-Acc interval; use at least {MIN_N}.")
-    path, out = resolve_model(model), Path(out)
+    path, out = resolve_model(model), check_writable(out)
     stages = Stages(7, quiet)
     with stages(f"loading the model {path.name}"):
         cfg = load_config(path)

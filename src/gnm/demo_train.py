@@ -28,6 +28,7 @@ from gnm.demo import (
     write_previews,
 )
 from gnm.errors import GNMError
+from gnm.io import check_writable
 from gnm.presets import get_preset
 from gnm.train.checkpoint import export_weights, latest_checkpoint, load_config, load_model
 from gnm.train.logger import read_metrics
@@ -116,7 +117,7 @@ def run_demo_training(out: str | Path = "out/demo-train", minutes: float = 5.0, 
     if n < MIN_N:
         raise GNMError(f"--n {n} is too few samples for an S-Acc interval; use at least {MIN_N}.")
     cfg = demo_config(minutes, seed)
-    out = Path(out)
+    out = check_writable(out)
     run = out / "run"
     if latest_checkpoint(run) is not None:
         raise GNMError(f"{run} already holds a training run; pass another --out (or delete "

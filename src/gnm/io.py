@@ -1,6 +1,9 @@
 """Atomic file writes: write to a temporary file in the same folder, then rename over the target.
 
 A reader (or an interrupted run) therefore never sees a half-written file under the final name.
+A write that fails (disk full, read-only folder, a path through a regular file, torch.save
+giving up part-way) leaves no temporary file behind and raises a :class:`gnm.errors.GNMError`
+naming the target path and what to do.
 """
 
 from __future__ import annotations
@@ -14,20 +17,48 @@ from typing import Any
 
 import numpy as np
 
+from gnm.errors import is_torch_write_failure, torch_write_failed, write_failed
+
 
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
     """Call ``write(tmp_path)`` to produce the file, then atomically rename it to ``path``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise write_failed(path, exc) from exc
     os.close(fd)
     try:
         write(Path(tmp))
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual file mode
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise write_failed(path, exc) from exc
+        if is_torch_write_failure(exc):
+            raise torch_write_failed(path) from exc
         raise
+
+
+def check_writable(folder: str | Path) -> Path:
+    """Create ``folder`` if needed and prove that a file can be written in it (a temporary
+    file, removed at once), so that a command fails before its work rather than after it.
+
+    Raises:
+        GNMError: naming the folder and what to do (read-only, no permission, disk full, a
+            regular file in the way).
+    """
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".write-test.", suffix=".tmp", dir=folder)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        raise write_failed(folder, exc) from exc
+    return folder
 
 
 def _umask() -> int:

@@ -9,7 +9,7 @@ import torch
 from tqdm import tqdm
 
 from gnm.errors import GNMError
-from gnm.io import atomic_write_npz
+from gnm.io import atomic_write_npz, check_writable
 from gnm.viz.grid import make_grid, save_png, to_uint8
 
 
@@ -22,6 +22,9 @@ def sample_images(model: torch.nn.Module, n: int, seed: int = 0, batch_size: int
     values need a model whose ``sample`` takes ``temperature``, e.g. GNM)."""
     if n <= 0:
         raise GNMError(f"--n must be a positive number of samples, got {n}.")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise GNMError(f"--batch-size {batch_size} is out of range: it must be an integer >= 1 "
+                       "(images sampled at once; default 64).")
     if not hasattr(model, "sample"):
         raise GNMError(f"model {type(model).__name__} cannot sample scenes (no .sample method).")
     kw = {} if temperature == 1.0 else {"temperature": temperature}
@@ -42,6 +45,7 @@ def sample_to_npz(model_path: str | Path, n: int, out: str | Path, seed: int = 0
     out = Path(out)
     if out.suffix != ".npz":
         raise GNMError(f"--out {out} must end in .npz.")
+    check_writable(out.parent)
     model = load_model(model_path, device=device)
     images = sample_images(model, n, seed=seed, batch_size=batch_size,
                            temperature=temperature)

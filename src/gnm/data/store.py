@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -38,24 +37,13 @@ from gnm.data.scenes import (
     target_tensors,
 )
 from gnm.errors import GNMError
-from gnm.io import atomic_write_bytes, atomic_write_json, atomic_write_npz
+from gnm.io import atomic_write_bytes, atomic_write_json, atomic_write_npz, check_writable
 from gnm.viz.grid import make_grid, save_png
 
 FORMATS = ("npz", "png")
 MANIFEST = "manifest.json"
 STORE_VERSION = 1
 _PARAM_KEYS = ("dataset", "split", "n", "size", "seed", "format", "shard_size")
-
-
-def _check_writable(out: Path) -> None:
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise GNMError(f"output folder {out} is not writable ({exc.strerror or exc}); choose "
-                       "another --out.") from exc
 
 
 def _arrays(images: np.ndarray, annotations: list[dict[str, Any]]) -> dict[str, np.ndarray]:
@@ -156,7 +144,7 @@ def export_scenes(dataset: str, split: str, n: int, out: str | Path, *, size: in
         # Keep only shards whose file is intact; anything else is made again.
         manifest["shards"] = [s for s in manifest["shards"] if (out / s["file"]).exists()
                               and sha256_file(out / s["file"]) == s["sha256"]]
-    _check_writable(out)
+    check_writable(out)
     gen = SceneGenerator(dataset, split, size, seed, mnist=mnist, data_dir=data_dir)
     done = {s["start"] for s in manifest["shards"]}
     starts = range(0, n, shard_size)

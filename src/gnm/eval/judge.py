@@ -47,7 +47,8 @@ from gnm.eval.stats import wilson_interval
 PLAUSIBLE = 0.1
 REJECT_AT = 0.7
 POSITION_TOL = 6.0
-MIN_IMAGES = 20
+MIN_IMAGES = 20  # fewer: the 95% interval is too wide to say much (the CLI warns)
+MIN_SIDE = 32  # smaller images cannot hold recognisable digits (gnm's scenes are >= 32 px)
 REASONS = ("ok", "wrong_count", "wrong_quadrant", "unrecognised", "wrong_class", "non_diagonal",
            "broken_symmetry")
 _HALF = REFERENCE_SIZE / 2
@@ -202,11 +203,22 @@ def judge_images(images: Any, dataset: str, classifier: DigitNet | None = None,
         "verdicts": [Verdict as dict, ...]}``.
     """
     check_dataset(dataset)
+    side = _side(images)
+    if side is not None and side < MIN_SIDE:
+        raise GNMError(f"images of {side}×{side} px are too small to hold recognisable digits; "
+                       f"the judge needs scenes of at least {MIN_SIDE} px (gnm's are 64 or 128).")
     scenes = to_reference_scale(images)
     n = len(scenes)
+    if n == 0:
+        raise GNMError("there are no images to judge; pass at least one (20 or more for a "
+                       "useful confidence interval).")
     if n < min_images:
         raise GNMError(f"{n} images are too few for an S-Acc with a confidence interval; judge "
                        f"at least {min_images}.")
+    bad = ~np.isfinite(scenes).reshape(n, -1).all(1)
+    if bad.any():
+        raise GNMError(f"{int(bad.sum())} of {n} images contain NaN or infinite pixels (the "
+                       f"first is image {int(np.argmax(bad))}); drop or fix them before judging.")
     classifier = classifier or load_classifier()
     results = classify_objects(scenes, classifier, progress=progress)
     verdicts = [_decide(dataset, [tuple(c) for c in cents], probs)
@@ -218,6 +230,15 @@ def judge_images(images: Any, dataset: str, classifier: DigitNet | None = None,
     return {"dataset": dataset, "sacc": k / n, "ci95": list(wilson_interval(k, n)),
             "sacc_strict": sum(v.strict_ok for v in verdicts) / n, "n": n, "reasons": counts,
             "verdicts": [asdict(v) for v in verdicts]}
+
+
+def _side(images: Any) -> int | None:
+    """Pixel side of square images laid out as ``judge_images`` accepts them (None: no such
+    layout; :func:`to_reference_scale` says what is wrong)."""
+    shape = tuple(np.shape(images))
+    if len(shape) == 4 and shape[1] in (1, 3) and shape[-1] not in (1, 3):
+        return int(shape[2])
+    return int(shape[1]) if len(shape) in (3, 4) else None
 
 
 _DEFAULT_CLASSIFIER: list[DigitNet] = []

@@ -20,7 +20,7 @@ import torch
 
 from gnm.errors import GNMError
 from gnm.eval.cost import QUICK, fmt_seconds, plan, plan_lines
-from gnm.io import atomic_write_bytes, atomic_write_json
+from gnm.io import atomic_write_bytes, atomic_write_json, check_writable
 
 METRICS = ("sacc", "dsteps", "ll", "ap50", "ap", "probe", "fd")
 #: The paper's GNM numbers (Tables 1, 3, 4) per dataset, at 128 px.
@@ -81,6 +81,7 @@ def evaluate(model_path: str | Path, metrics: list[str], out: str | Path, n: int
 
     if n < 20:
         raise GNMError(f"--n {n} is too small for confidence intervals; use at least 20.")
+    check_writable(out)
     cfg = load_config(model_path)
     model = load_model(model_path, device=device)
     dataset = cfg.data.dataset

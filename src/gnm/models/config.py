@@ -96,3 +96,18 @@ class ModelConfig:
         """Dimension of z_g = cat(z_1..z_L)."""
         per_step = self.z_step_dim if self.interaction_mlp else self.z_step_dim * self.num_cells
         return self.draw_steps * per_step
+
+
+#: Allowed ranges of ModelConfig fields (lists: every entry); checked by gnm.config.check_field
+#: when a value is set and before a model is built. Fields not named here take any value of
+#: their type.
+LIMITS = {
+    **dict.fromkeys(("img_size", "channels", "grid", "enc_filters", "enc_kernels", "enc_strides",
+                     "draw_steps", "z_step_dim", "draw_hidden", "draw_kernel",
+                     "interaction_hidden", "nomlp_hidden", "gdec_hidden", "draw_input",
+                     "struct_hidden", "z_what_dim", "glimpse_filters", "glimpse_kernels",
+                     "glimpse_upscales", "z_bg_dim", "bg_enc_hidden", "bg_prior_hidden",
+                     "bg_filters", "bg_kernels", "bg_upscales"), ">= 1"),
+    "pres_logit_scale": "> 0", "sigma": "> 0", "where_prior_std": "> 0", "beta_g": ">= 0",
+    "std_floor": ">= 0",
+}

@@ -71,6 +71,9 @@ def resolve_model_config(preset_or_config: Any = None, **overrides: Any) -> Mode
         if isinstance(value, list):
             value = tuple(value)
         setattr(base, key, value)
+    from gnm.config import check_section
+
+    check_section(base, "model.")
     return base
 
 

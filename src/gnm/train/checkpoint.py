@@ -30,7 +30,7 @@ from torch import nn
 
 from gnm.config import Config, to_dict
 from gnm.errors import GNMError
-from gnm.io import atomic_write, atomic_write_bytes, atomic_write_json
+from gnm.io import atomic_write, atomic_write_bytes, atomic_write_json, check_writable
 
 FORMAT = "gnm-checkpoint"
 VERSION = 1
@@ -211,6 +211,7 @@ def export_weights(run_dir_or_ckpt: str | Path, out_path: str | Path, fp16: bool
         raise GNMError(f"export target {out_path} must end in .safetensors.")
     from safetensors.torch import save
 
+    check_writable(out_path.parent)
     state = load_checkpoint(run_dir_or_ckpt)
     # Clone: safetensors refuses tensors that share memory (e.g. tied weights).
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in state["model"].items()}
@@ -244,6 +245,9 @@ def load_model(path: str | Path, device: str | torch.device = "cpu",
     The model is rebuilt from the stored config by ``build`` (default: the model registry) and
     its weights loaded; nothing in the files is executed.
     """
+    from gnm.devices import check_device
+
+    check_device(device, "device")  # before the work: one sentence if it is not here
     path = Path(path)
     build = build or build_from_registry
     if _is_safetensors(path):

@@ -34,3 +34,11 @@ class TrainConfig:
     num_threads: int = 0  # torch CPU threads per process; 0 leaves torch's default
     progress: bool = True  # show a tqdm progress bar (rank 0 only)
     find_unused_parameters: bool = False  # DDP: allow parameters that get no gradient in a step
+
+
+#: Allowed ranges of TrainConfig fields; checked by gnm.config.check_field when a value is set
+#: and before training. Fields not named here take any value of their type.
+LIMITS = {"steps": ">= 0", "batch_size": ">= 1", "lr": "> 0", "seed": ">= 0",
+          "log_every": ">= 1", "ckpt_every": ">= 1", "sample_every": ">= 0", "sample_n": ">= 0",
+          "judge_every": ">= 0", "judge_n": ">= 20", "time_limit_s": ">= 0",
+          "num_threads": ">= 0"}

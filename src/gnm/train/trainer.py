@@ -31,9 +31,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from gnm.config import Config, to_dict
+from gnm.config import Config, check_config, to_dict
 from gnm.errors import GNMError
-from gnm.io import atomic_write_json
+from gnm.io import atomic_write_json, check_writable
 from gnm.train import distributed
 from gnm.train.checkpoint import (
     build_from_registry,
@@ -74,22 +74,6 @@ def step_seed(seed: int, rank: int, step: int) -> int:
     """The seed of the noise drawn at ``step`` on ``rank``: a well-mixed 63-bit function."""
     words = np.random.SeedSequence([_STEP_SALT, seed, rank, step]).generate_state(2, np.uint32)
     return (int(words[0]) << 31) ^ int(words[1])
-
-
-def _check_config(tc: TrainConfig) -> None:
-    for name in ("steps", "log_every", "ckpt_every", "sample_every", "sample_n", "num_threads",
-                 "judge_every", "judge_n"):
-        value = getattr(tc, name)
-        low = {"log_every": 1, "ckpt_every": 1, "judge_n": 20}.get(name, 0)
-        if not isinstance(value, int) or isinstance(value, bool) or value < low:
-            raise GNMError(f"train.{name}={value!r} must be an integer >= {low}.")
-    if not (isinstance(tc.lr, (int, float)) and tc.lr > 0 and math.isfinite(tc.lr)):
-        raise GNMError(f"train.lr={tc.lr!r} must be a positive number.")
-    limit = tc.time_limit_s
-    if isinstance(limit, bool) or not isinstance(limit, (int, float)) or not limit >= 0 \
-            or math.isinf(limit):
-        raise GNMError(f"train.time_limit_s={limit!r} must be a number of seconds >= 0 "
-                       "(0: no limit).")
 
 
 def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -235,14 +219,16 @@ def train(cfg: Config | None, out_dir: str | Path, resume: bool = False,
     if cfg is None:
         raise GNMError(f"no config given and {run_dir} holds no checkpoint to resume; "
                        "pass a config (e.g. --preset NAME).")
+    check_config(cfg)  # every key's type and range (train.LIMITS, model.LIMITS, ...)
     tc = cfg.train
-    _check_config(tc)
 
     ctx = distributed.setup(tc.device)
     logger = None
     try:
         device = distributed.resolve_device(tc.device, ctx)
         distributed.per_rank_batch(tc.batch_size, ctx)
+        if ctx.is_main:
+            check_writable(run_dir)  # fail now, not after building the model and data
         if tc.num_threads > 0:
             torch.set_num_threads(tc.num_threads)
 
@@ -282,7 +268,6 @@ def train(cfg: Config | None, out_dir: str | Path, resume: bool = False,
 
         # ---- records (rank 0 only)
         if ctx.is_main:
-            run_dir.mkdir(parents=True, exist_ok=True)
             atomic_write_json(run_dir / "config.json", to_dict(cfg))
             truncate_metrics(run_dir, start)
         # A time-limited run usually stops long before tc.steps: show no misleading ETA.

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from gnm.errors import GNMError
+from gnm.io import check_writable
 from gnm.viz.grid import make_grid, save_png, to_uint8
 
 GREEN = (0, 255, 0)
@@ -177,7 +178,7 @@ def all_figures(model, x: torch.Tensor, out: str | Path, seed: int = 0,
                 traversals: Traversals | None = None) -> dict[str, Path]:
     """Write every picture above for inputs ``x [B, C, H, W]`` (B >= 2) into folder ``out``;
     ``traversals`` defaults to :func:`choose_traversals` on ``x``."""
-    out = Path(out)
+    out = check_writable(out)
     t = traversals or choose_traversals(model, x)
     paths = {name: out / f"{name}.png" for name in (
         "prior_samples", "reconstructions", "decomposition", "object_traversal_where",
