@@ -67,3 +67,20 @@ def test_huge_learning_rate_stops_at_the_non_finite_check(tmp_path, capsys):
     assert "step_00000001.pt is intact" in line and "lower train.lr" in line
     [ckpt] = list_checkpoints(out)  # the step-1 checkpoint, written before the blow-up
     assert load_checkpoint(ckpt)["step"] == 1
+
+
+@pytest.mark.parametrize("sets, first", [
+    # RMSprop's first step at lr 1e38 makes weights inf: refused before they are checkpointed
+    (["train.optimizer=rmsprop", "train.lr=1e30", "train.lr_scale.start=1e8",
+      "train.lr_scale.end=1e8"], "training stopped at step 1: the weights became non-finite"),
+    # lr · lr_scale beyond float32: torch's optimiser step itself would raise
+    (["train.lr=1e30", "train.lr_scale.start=1e10", "train.lr_scale.end=1e10"],
+     "training stopped at step 1: the optimiser's step size (lr 1e+40) became non-finite"),
+    (["train.lr=1e39"], "train.lr=1e+39 must be a positive number <= 1e+30."),
+    (["train.lr=nan"], "train.lr=nan must be a positive number"),
+])
+def test_diverged_weights_and_absurd_lr(tmp_path, capsys, sets, first):
+    out = tmp_path / "run"
+    assert cli.main(train_argv(out, *sets)) == 2
+    assert error_line(capsys).startswith(f"gnm: error: {first}")
+    assert list_checkpoints(out) == []

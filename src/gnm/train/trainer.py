@@ -51,6 +51,9 @@ from gnm.viz.grid import make_grid
 RESUME_MAY_CHANGE = ("data.data_dir", "data.num_workers")
 #: Of the train section only these must match on resume (the rest, e.g. steps, may change).
 RESUME_TRAIN_FIXED = ("train.seed", "train.batch_size")
+#: Largest accepted train.lr: the optimisers turn it into float32 step sizes (Adam's first one is
+#: 10·lr), so far larger values overflow inside ``optimizer.step`` instead of diverging visibly.
+MAX_LR = 1e30
 _STEP_SALT = 0x676E6D  # separates per-step noise seeds from other uses of the seed
 
 
@@ -83,8 +86,9 @@ def _check_config(tc: TrainConfig) -> None:
         low = {"log_every": 1, "ckpt_every": 1, "judge_n": 20}.get(name, 0)
         if not isinstance(value, int) or isinstance(value, bool) or value < low:
             raise GNMError(f"train.{name}={value!r} must be an integer >= {low}.")
-    if not (isinstance(tc.lr, (int, float)) and tc.lr > 0 and math.isfinite(tc.lr)):
-        raise GNMError(f"train.lr={tc.lr!r} must be a positive number.")
+    if not (isinstance(tc.lr, (int, float)) and not isinstance(tc.lr, bool) and tc.lr > 0
+            and tc.lr <= MAX_LR):
+        raise GNMError(f"train.lr={tc.lr!r} must be a positive number <= {MAX_LR:g}.")
     limit = tc.time_limit_s
     if isinstance(limit, bool) or not isinstance(limit, (int, float)) or not limit >= 0 \
             or math.isinf(limit):
@@ -184,6 +188,27 @@ def _judge_samples(model: nn.Module, dataset: str, step: int, tc: TrainConfig,
     return {"step": step, "sacc": res["sacc"], "sacc_lo": res["ci95"][0],
             "sacc_hi": res["ci95"][1], "judge_n": res["n"],
             "judge_s": time.perf_counter() - t0}
+
+
+def _first_few(names: list[str], limit: int = 3) -> str:
+    """``'a', 'b', 'c' (+2 more)``: the first ``limit`` names, quoted."""
+    shown = ", ".join(repr(k) for k in names[:limit])
+    return shown + (f" (+{len(names) - limit} more)" if len(names) > limit else "")
+
+
+def _stop_non_finite(step: int, what: str, newest: str | None) -> None:
+    """Raise the trainer's non-finite stop: ``what`` became NaN/inf at ``step``."""
+    raise GNMError(f"training stopped at step {step}: {what} became non-finite (NaN or inf); "
+                   f"the newest checkpoint {newest or '(none yet)'} is intact, so lower "
+                   "train.lr and resume with --resume.")
+
+
+@torch.no_grad()
+def _finite_params(params: list[nn.Parameter]) -> bool:
+    """Whether every parameter is finite (one host sync; done before each checkpoint)."""
+    if not params:
+        return True
+    return bool(torch.stack([p.isfinite().all() for p in params]).all())
 
 
 def _chunks(n: int, size: int) -> list[int]:
@@ -333,12 +358,15 @@ def train(cfg: Config | None, out_dir: str | Path, resume: bool = False,
             bad = [k for k in names if not math.isfinite(values[k])]
             if bad:
                 terms = [k for k in bad if k != "grad_norm"]
-                what = (f"loss term(s) {', '.join(repr(k) for k in terms)}" if terms
-                        else "the gradient")
-                raise GNMError(f"training stopped at step {step}: {what} became non-finite "
-                               f"(NaN or inf); the newest checkpoint {newest or '(none yet)'} "
-                               "is intact, so lower train.lr and resume with --resume.")
-            optimizer.step()
+                what = f"loss term(s) {_first_few(terms)}" if terms else "the gradient"
+                _stop_non_finite(step, what, newest)
+            try:
+                optimizer.step()
+            except RuntimeError as exc:  # a step size beyond float32 (lr · lr_scale too large)
+                if "overflow" not in str(exc):
+                    raise
+                _stop_non_finite(step, f"the optimiser's step size (lr {group['lr']:g})",
+                                 newest)
 
             for k, v in values.items():
                 window[k] = window.get(k, 0.0) + v
@@ -367,6 +395,8 @@ def train(cfg: Config | None, out_dir: str | Path, resume: bool = False,
                 logger.log(record)
 
             if step % tc.ckpt_every == 0 or final:
+                if not _finite_params(params):  # never save diverged weights as a checkpoint
+                    _stop_non_finite(step, "the weights", newest)
                 if ctx.is_main:
                     newest = str(save_checkpoint(
                         run_dir, step, model, optimizer, cfg, {**data_order, "step": step},
