@@ -7,6 +7,7 @@ steps) or a tiny scene export, and checks the message, the exit code and what is
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -50,6 +51,20 @@ def error_line(capsys) -> str:
     return lines[0]
 
 
+@pytest.fixture(scope="module")
+def one_step_run(tmp_path_factory, fake_mnist):
+    """A finished one-step run of the tiny GNM (copy it before changing it)."""
+    out = tmp_path_factory.mktemp("base") / "run"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("gnm.data.mnist.load_mnist", lambda *a, **k: fake_mnist)
+        assert cli.main(train_argv(out, "train.steps=1")) == 0
+    return out
+
+
+def copy_run(src, tmp_path):
+    return shutil.copytree(src, tmp_path / "run")
+
+
 # ---------------------------------------------------------------------------- 1. divergence
 def test_window_render_of_nan_box_gives_nan_image_not_an_error():
     app = torch.rand(1, 2, 1, 8, 8)
@@ -84,3 +99,52 @@ def test_diverged_weights_and_absurd_lr(tmp_path, capsys, sets, first):
     assert cli.main(train_argv(out, *sets)) == 2
     assert error_line(capsys).startswith(f"gnm: error: {first}")
     assert list_checkpoints(out) == []
+
+
+# ---------------------------------------------------------------------------- 2. foreign state
+def _edit_checkpoint(run, edit) -> None:
+    [path] = list_checkpoints(run)
+    state = torch.load(path, weights_only=True)
+    edit(state)
+    torch.save(state, path)
+
+
+def test_resume_names_extra_and_missing_state_dict_keys(one_step_run, tmp_path, capsys):
+    run = copy_run(one_step_run, tmp_path)
+
+    def edit(state):
+        state["model"]["old_head.weight"] = torch.zeros(2)
+        for key in sorted(state["model"])[:5]:
+            if key != "old_head.weight":
+                del state["model"][key]
+
+    _edit_checkpoint(run, edit)
+    assert cli.main(train_argv(run, "train.steps=2", resume=True)) == 2
+    line = error_line(capsys)
+    assert line.startswith(f"gnm: error: cannot resume from {run}/checkpoints/step_00000001.pt:"
+                           " its model state has 5 missing key(s) ('encoder.")
+    assert "(+2 more)) and 1 unexpected key(s) ('old_head.weight')" in line
+    assert "start a new run in another --out" in line
+
+
+@pytest.mark.parametrize("edit, says", [
+    (lambda s: s["model"].update({k: torch.zeros(3) for k in list(s["model"])[:1]}),
+     "its model state does not fit the model the config builds (size mismatch for "),
+    (lambda s: s["optimizer"]["param_groups"][0].update(params=[0]),
+     "its optimiser state is missing or damaged (ValueError: "),
+    (lambda s: s["rng"].pop("numpy"), "its generator state or step is missing or damaged "
+     "(KeyError: 'numpy'); delete that checkpoint"),
+])
+def test_resume_from_a_checkpoint_that_does_not_fit(one_step_run, tmp_path, capsys, edit, says):
+    run = copy_run(one_step_run, tmp_path)
+    _edit_checkpoint(run, edit)
+    assert cli.main(train_argv(run, "train.steps=2", resume=True)) == 2
+    assert says in error_line(capsys)
+    assert [p.name for p in list_checkpoints(run)] == ["step_00000001.pt"]
+
+
+def test_resume_with_another_optimizer_is_refused(one_step_run, tmp_path, capsys):
+    run = copy_run(one_step_run, tmp_path)  # Adam's saved state would break RMSprop's step
+    assert cli.main(train_argv(run, "train.steps=2", "train.optimizer=rmsprop",
+                               resume=True)) == 2
+    assert "the config differs in train.optimizer ('adam' -> 'rmsprop')" in error_line(capsys)

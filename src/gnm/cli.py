@@ -85,10 +85,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
     cfg = None
     if args.preset is not None:
         cfg = get_preset(args.preset)
-    elif args.set:
-        from gnm.train.checkpoint import load_config
+    elif args.set:  # overrides on the run's own config (newest checkpoint, else config.json)
+        from gnm.train.resume import run_config
 
-        cfg = load_config(args.out)
+        cfg = run_config(args.out)
+        if cfg is None:
+            raise GNMError(f"{args.out} holds no checkpoint and no config.json to resume; pass "
+                           "--preset NAME to start a run there.")
     for assignment in args.set or []:
         set_override(cfg, assignment)
     result = train(cfg, args.out, resume=args.resume)

@@ -39,18 +39,21 @@ from gnm.train.checkpoint import (
     build_from_registry,
     latest_checkpoint,
     load_checkpoint,
-    restore_rng_state,
     save_checkpoint,
 )
 from gnm.train.config import TrainConfig
 from gnm.train.logger import RunLogger, truncate_metrics
+from gnm.train.resume import (
+    CONFIG_JSON,
+    check_resumable,
+    first_few,
+    remove_stale_temporaries,
+    restore,
+    saved_config_json,
+)
 from gnm.train.sampler import StepBatchSampler
 from gnm.viz.grid import make_grid
 
-#: Config keys that may change when a run is resumed (everything else must match).
-RESUME_MAY_CHANGE = ("data.data_dir", "data.num_workers")
-#: Of the train section only these must match on resume (the rest, e.g. steps, may change).
-RESUME_TRAIN_FIXED = ("train.seed", "train.batch_size")
 #: Largest accepted train.lr: the optimisers turn it into float32 step sizes (Adam's first one is
 #: 10·lr), so far larger values overflow inside ``optimizer.step`` instead of diverging visibly.
 MAX_LR = 1e30
@@ -94,28 +97,6 @@ def _check_config(tc: TrainConfig) -> None:
             or math.isinf(limit):
         raise GNMError(f"train.time_limit_s={limit!r} must be a number of seconds >= 0 "
                        "(0: no limit).")
-
-
-def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out = {}
-    for key, value in d.items():
-        if isinstance(value, dict):
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
-def _check_resumable(saved: Config, given: Config, ckpt: Path) -> None:
-    """The given config may differ from the saved one only where resuming stays meaningful."""
-    old, new = _flat(to_dict(saved)), _flat(to_dict(given))
-    differ = [k for k in sorted(set(old) | set(new))
-              if old.get(k) != new.get(k) and k not in RESUME_MAY_CHANGE
-              and (not k.startswith("train.") or k in RESUME_TRAIN_FIXED)]
-    if differ:
-        shown = ", ".join(f"{k} ({old.get(k)!r} -> {new.get(k)!r})" for k in differ[:4])
-        raise GNMError(f"cannot resume from {ckpt}: the config differs in {shown}; resume with "
-                       "the run's own settings (they are in its config.json) or start a new run.")
 
 
 def _images(batch: Any) -> torch.Tensor:
@@ -190,12 +171,6 @@ def _judge_samples(model: nn.Module, dataset: str, step: int, tc: TrainConfig,
             "judge_s": time.perf_counter() - t0}
 
 
-def _first_few(names: list[str], limit: int = 3) -> str:
-    """``'a', 'b', 'c' (+2 more)``: the first ``limit`` names, quoted."""
-    shown = ", ".join(repr(k) for k in names[:limit])
-    return shown + (f" (+{len(names) - limit} more)" if len(names) > limit else "")
-
-
 def _stop_non_finite(step: int, what: str, newest: str | None) -> None:
     """Raise the trainer's non-finite stop: ``what`` became NaN/inf at ``step``."""
     raise GNMError(f"training stopped at step {step}: {what} became non-finite (NaN or inf); "
@@ -225,7 +200,8 @@ def train(cfg: Config | None, out_dir: str | Path, resume: bool = False,
             it must match the saved config except in ``train.*`` keys other than seed and
             batch size (e.g. ``train.steps`` may grow) and ``data.data_dir/num_workers``.
         out_dir: the run directory (created if missing).
-        resume: continue from the newest checkpoint in ``out_dir`` (start afresh if none).
+        resume: continue from the newest checkpoint in ``out_dir``; without one start afresh
+            (with ``cfg`` None: from step 0 with ``out_dir/config.json``, saying so).
             Without it, a run directory that already holds checkpoints is an error.
         model: a model obeying the contract ``model(x, step) -> dict`` with a scalar ``loss``
             (mean over the batch); built from ``cfg`` by the model registry when omitted.
@@ -251,12 +227,21 @@ def train(cfg: Config | None, out_dir: str | Path, resume: bool = False,
         raise GNMError(f"{run_dir} already holds checkpoints (newest {latest.name}); pass "
                        "--resume to continue that run or choose another --out directory.")
     state = load_checkpoint(latest) if (resume and latest is not None) else None
+    notes = []
     if state is not None:
+        if not isinstance(state.get("config"), dict):
+            raise GNMError(f"checkpoint {latest} holds no config; delete it to resume from the "
+                           "one before, or start a new run.")
         saved = Config.from_dict(state["config"])
         if cfg is None:
             cfg = saved
         else:
-            _check_resumable(saved, cfg, latest)
+            check_resumable(saved, cfg, latest)
+    elif resume and cfg is None:  # stopped before its first checkpoint: its config.json
+        cfg = saved_config_json(run_dir)
+        if cfg is not None:
+            notes.append(f"note: {run_dir} has {CONFIG_JSON} but no checkpoint yet, so "
+                         "training starts from step 0 with that config.")
     if cfg is None:
         raise GNMError(f"no config given and {run_dir} holds no checkpoint to resume; "
                        "pass a config (e.g. --preset NAME).")
@@ -267,6 +252,13 @@ def train(cfg: Config | None, out_dir: str | Path, resume: bool = False,
     logger = None
     try:
         device = distributed.resolve_device(tc.device, ctx)
+        if ctx.is_main:
+            stale = remove_stale_temporaries(run_dir)
+            if stale:
+                notes.append(f"note: removed {len(stale)} temporary file(s) left by a write "
+                             f"killed midway ({first_few([p.name for p in stale], 2)}).")
+            for note in notes:
+                print(note, file=sys.stderr)
         distributed.per_rank_batch(tc.batch_size, ctx)
         if tc.num_threads > 0:
             torch.set_num_threads(tc.num_threads)
@@ -280,10 +272,7 @@ def train(cfg: Config | None, out_dir: str | Path, resume: bool = False,
         start = 0
         elapsed0 = 0.0
         if state is not None:
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            restore_rng_state(state["rng"])
-            start, elapsed0 = int(state["step"]), float(state.get("elapsed", 0.0))
+            start, elapsed0 = restore(state, model, optimizer, latest)
         newest = str(latest) if state is not None else None
         wrapped = distributed.wrap_model(model, ctx, device, tc.find_unused_parameters)
         model.train()
@@ -358,7 +347,7 @@ def train(cfg: Config | None, out_dir: str | Path, resume: bool = False,
             bad = [k for k in names if not math.isfinite(values[k])]
             if bad:
                 terms = [k for k in bad if k != "grad_norm"]
-                what = f"loss term(s) {_first_few(terms)}" if terms else "the gradient"
+                what = f"loss term(s) {first_few(terms)}" if terms else "the gradient"
                 _stop_non_finite(step, what, newest)
             try:
                 optimizer.step()
