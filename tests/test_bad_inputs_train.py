@@ -148,3 +148,48 @@ def test_resume_with_another_optimizer_is_refused(one_step_run, tmp_path, capsys
     assert cli.main(train_argv(run, "train.steps=2", "train.optimizer=rmsprop",
                                resume=True)) == 2
     assert "the config differs in train.optimizer ('adam' -> 'rmsprop')" in error_line(capsys)
+
+
+# ---------------------------------------------------------------------------- 4. config.json only
+def test_resume_with_config_json_but_no_checkpoint_starts_at_step_0(one_step_run, tmp_path,
+                                                                     capsys):
+    run = copy_run(one_step_run, tmp_path)  # as if killed before its first checkpoint
+    shutil.rmtree(run / "checkpoints")
+    assert cli.main(["train", "--out", str(run), "--resume"]) == 0
+    err = capsys.readouterr().err
+    assert f"note: {run} has config.json but no checkpoint yet, so training starts from step 0 " \
+           "with that config.\n" in err
+    assert [p.name for p in list_checkpoints(run)] == ["step_00000001.pt"]
+    assert [json.loads(x)["step"] for x in (run / "metrics.jsonl").read_text().splitlines()] == [1]
+    shutil.rmtree(run / "checkpoints")  # --set overrides apply to that config.json
+    assert cli.main(["train", "--out", str(run), "--resume", "--set", "train.steps=2"]) == 0
+    assert "starts from step 0 with the given config" in capsys.readouterr().err
+    assert load_checkpoint(run)["step"] == 2
+
+
+def test_resume_with_unreadable_config_json_and_no_checkpoint(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text('{"data": {"si')
+    assert cli.main(["train", "--out", str(run), "--resume"]) == 2
+    assert error_line(capsys).startswith(f"gnm: error: {run}/config.json cannot be read as a "
+                                         "config (")
+    assert cli.main(["train", "--out", str(tmp_path / "empty"), "--resume", "--set",
+                     "train.steps=2"]) == 2
+    assert "holds no checkpoint and no config.json to resume; pass --preset NAME" in \
+        error_line(capsys)
+
+
+# ---------------------------------------------------------------------------- 5. stale .tmp files
+def test_leftover_temporary_files_are_removed_at_the_next_start(one_step_run, tmp_path, capsys):
+    run = copy_run(one_step_run, tmp_path)
+    half = run / "checkpoints" / ".step_00000002.pt.k3v9x1.tmp"  # a torch.save killed midway
+    half.write_bytes(b"PK\x03\x04 half a zip")
+    (run / ".config.json.a1b2c3.tmp").write_text("{")
+    assert cli.main(train_argv(run, "train.steps=2", resume=True)) == 0
+    err = capsys.readouterr().err
+    assert "note: removed 2 temporary file(s) left by a write killed midway " \
+           "('.config.json.a1b2c3.tmp', '.step_00000002.pt.k3v9x1.tmp').\n" in err
+    assert not half.exists() and not list(run.rglob("*.tmp"))
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step_00000001.pt",
+                                                                 "step_00000002.pt"]

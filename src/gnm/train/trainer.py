@@ -237,11 +237,12 @@ def train(cfg: Config | None, out_dir: str | Path, resume: bool = False,
             cfg = saved
         else:
             check_resumable(saved, cfg, latest)
-    elif resume and cfg is None:  # stopped before its first checkpoint: its config.json
-        cfg = saved_config_json(run_dir)
-        if cfg is not None:
-            notes.append(f"note: {run_dir} has {CONFIG_JSON} but no checkpoint yet, so "
-                         "training starts from step 0 with that config.")
+    elif resume and (run_dir / CONFIG_JSON).is_file():  # stopped before its first checkpoint
+        which = "the given config"
+        if cfg is None:
+            cfg, which = saved_config_json(run_dir), "that config"
+        notes.append(f"note: {run_dir} has {CONFIG_JSON} but no checkpoint yet, so training "
+                     f"starts from step 0 with {which}.")
     if cfg is None:
         raise GNMError(f"no config given and {run_dir} holds no checkpoint to resume; "
                        "pass a config (e.g. --preset NAME).")
