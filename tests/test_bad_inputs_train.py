@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from gnm import cli
+from gnm.data.store import SceneShards
 from gnm.models.render import compose
 from gnm.train.checkpoint import list_checkpoints, load_checkpoint
 from tests.test_pipeline import TINY
@@ -193,3 +194,56 @@ def test_leftover_temporary_files_are_removed_at_the_next_start(one_step_run, tm
     assert not half.exists() and not list(run.rglob("*.tmp"))
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step_00000001.pt",
                                                                  "step_00000002.pt"]
+
+
+# ---------------------------------------------------------------------------- 3. damaged export
+def _make(out, *extra: str) -> list[str]:
+    return ["data", "make", "mnist4", "--n", "25", "--shard-size", "10", "--size", "64",
+            "--out", str(out), "--quiet", *extra]
+
+
+def test_data_make_rerun_rebuilds_truncated_and_deleted_shards(tmp_path, capsys):
+    out = tmp_path / "d"
+    assert cli.main(_make(out)) == 0
+    assert capsys.readouterr().out.startswith(f"wrote 25 mnist4/train scenes to {out} ")
+    good = {p.name: p.read_bytes() for p in (out / "shards").iterdir()}
+    assert cli.main(_make(out)) == 0
+    assert capsys.readouterr().out == (f"{out} holds all 25 mnist4/train scenes, verified "
+                                       f"(sha256); nothing to do (manifest {out}/manifest.json)\n")
+    shard = out / "shards" / "00001.npz"
+    shard.write_bytes(good["00001.npz"][:300])
+    (out / "shards" / "00002.npz").unlink()
+    assert cli.main(_make(out)) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        f"rebuilt 2 damaged or missing file(s) in {out}: shards/00001.npz (truncated or changed: "
+        "sha256 mismatch); shards/00002.npz (missing)",
+        f"wrote 15 of 25 mnist4/train scenes to {out} (manifest {out}/manifest.json, preview "
+        f"{out}/preview.png)"]
+    assert {p.name: p.read_bytes() for p in (out / "shards").iterdir()} == good
+    assert len(SceneShards(out)) == 25  # verifies every checksum
+
+
+def test_data_make_rerun_rebuilds_damaged_pngs_and_annotations(tmp_path, capsys):
+    out = tmp_path / "p"
+    assert cli.main(_make(out, "--format", "png")) == 0
+    (out / "images" / "000013.png").unlink()
+    (out / "annotations.json").write_text("[]")
+    capsys.readouterr()
+    assert cli.main(_make(out, "--format", "png")) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == (f"rebuilt 2 damaged or missing file(s) in {out}: shards/00001.json "
+                        "(image 000013.png missing); annotations.json (sha256 mismatch)")
+    assert lines[1].startswith(f"wrote 10 of 25 mnist4/train scenes to {out} ")
+    assert (out / "images" / "000013.png").is_file()
+    assert len(json.loads((out / "annotations.json").read_text())) == 25
+
+
+def test_data_make_with_a_damaged_manifest(tmp_path, capsys):
+    out = tmp_path / "d"
+    assert cli.main(_make(out)) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    del manifest["shards"][1]["sha256"]
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    assert cli.main(_make(out)) == 2
+    assert error_line(capsys).startswith(f"gnm: error: {out}/manifest.json is unreadable or not "
+                                         "a gnm manifest (bad shard entry ")

@@ -42,13 +42,26 @@ def _cmd_data_mnist(args: argparse.Namespace) -> int:
 
 
 def _cmd_data_make(args: argparse.Namespace) -> int:
-    from gnm.data.store import export_scenes
+    from gnm.data.store import make_scenes
 
-    manifest = export_scenes(args.dataset, args.split, args.n, args.out, size=args.size,
-                             seed=args.seed, fmt=args.format, shard_size=args.shard_size,
-                             data_dir=args.data_dir, progress=not args.quiet)
-    print(f"wrote {args.n} {args.dataset}/{args.split} scenes to {args.out} "
-          f"(manifest {manifest}, preview {Path(args.out) / 'preview.png'})")
+    rep = make_scenes(args.dataset, args.split, args.n, args.out, size=args.size,
+                      seed=args.seed, fmt=args.format, shard_size=args.shard_size,
+                      data_dir=args.data_dir, progress=not args.quiet)
+    what = f"{args.dataset}/{args.split} scenes"
+    if rep.removed_tmp:
+        print(f"removed {len(rep.removed_tmp)} temporary file(s) left by a write killed midway")
+    if rep.rebuilt:
+        shown = "; ".join(rep.rebuilt[:5]) + (f"; +{len(rep.rebuilt) - 5} more"
+                                              if len(rep.rebuilt) > 5 else "")
+        print(f"rebuilt {len(rep.rebuilt)} damaged or missing file(s) in {args.out}: {shown}")
+    if rep.written == 0:
+        print(f"{args.out} holds all {rep.n} {what}, verified (sha256); "
+              f"{'nothing else to do' if rep.rebuilt else 'nothing to do'} "
+              f"(manifest {rep.manifest})")
+        return 0
+    done = f"{rep.written}" if rep.written == rep.n else f"{rep.written} of {rep.n}"
+    print(f"wrote {done} {what} to {args.out} (manifest {rep.manifest}, preview "
+          f"{Path(args.out) / 'preview.png'})")
     return 0
 
 

@@ -15,6 +15,7 @@ from torch import nn
 
 from gnm.config import Config, to_dict
 from gnm.errors import GNMError
+from gnm.io import remove_stale_temporaries
 from gnm.train.checkpoint import (
     _fit_keys,
     checkpoint_dir,
@@ -125,15 +126,7 @@ def _damaged(path: Path, what: str, exc: BaseException) -> None:
                    "checkpoint to resume from the one before, or start a new run.") from exc
 
 
-def remove_stale_temporaries(run_dir: str | Path) -> list[Path]:
-    """Delete the temporary files (``.NAME.*.tmp``, see :func:`gnm.io.atomic_write`) that a
-    write killed midway left in the run directory and its checkpoints folder; return them."""
-    removed = []
-    for folder in (Path(run_dir), checkpoint_dir(run_dir)):
-        if not folder.is_dir():
-            continue
-        for path in sorted(folder.iterdir()):
-            if path.name.startswith(".") and path.name.endswith(".tmp") and path.is_file():
-                path.unlink(missing_ok=True)
-                removed.append(path)
-    return removed
+def remove_checkpoint_temporaries(run_dir: str | Path) -> list[Path]:
+    """Delete the temporary files a write killed midway left in the run directory and its
+    checkpoints folder (see :func:`gnm.io.remove_stale_temporaries`); return them."""
+    return remove_stale_temporaries(run_dir, checkpoint_dir(run_dir))

@@ -47,7 +47,7 @@ from gnm.train.resume import (
     CONFIG_JSON,
     check_resumable,
     first_few,
-    remove_stale_temporaries,
+    remove_checkpoint_temporaries,
     restore,
     saved_config_json,
 )
@@ -254,7 +254,7 @@ def train(cfg: Config | None, out_dir: str | Path, resume: bool = False,
     try:
         device = distributed.resolve_device(tc.device, ctx)
         if ctx.is_main:
-            stale = remove_stale_temporaries(run_dir)
+            stale = remove_checkpoint_temporaries(run_dir)
             if stale:
                 notes.append(f"note: removed {len(stale)} temporary file(s) left by a write "
                              f"killed midway ({first_few([p.name for p in stale], 2)}).")
