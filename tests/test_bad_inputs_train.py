@@ -247,3 +247,16 @@ def test_data_make_with_a_damaged_manifest(tmp_path, capsys):
     assert cli.main(_make(out)) == 2
     assert error_line(capsys).startswith(f"gnm: error: {out}/manifest.json is unreadable or not "
                                          "a gnm manifest (bad shard entry ")
+
+
+# ---------------------------------------------------------------------------- 6. --preset --resume
+def test_preset_with_resume_starts_a_fresh_run_and_continues_it(tmp_path, capsys):
+    """The docs' torchrun command passes both; one process here (tests/test_ddp.py restarts
+    a killed rank under torchrun)."""
+    run = tmp_path / "run"
+    assert cli.main(train_argv(run, "train.steps=1", resume=True)) == 0
+    assert capsys.readouterr().out.startswith("trained to step 1; ")
+    assert cli.main(train_argv(run, "train.steps=2", resume=True)) == 0
+    assert capsys.readouterr().out.startswith("trained to step 2; ")
+    assert [json.loads(x)["step"] for x in (run / "metrics.jsonl").read_text().splitlines()] == \
+        [1, 2]
