@@ -85,13 +85,51 @@ def test_huge_learning_rate_stops_at_the_non_finite_check(tmp_path, capsys):
     assert load_checkpoint(ckpt)["step"] == 1
 
 
+def test_weights_made_inf_by_the_step_are_never_checkpointed(tmp_path, capsys, monkeypatch):
+    from gnm.train import trainer
+
+    real = trainer.make_optimizer
+
+    def overflowing(params, tc):  # an optimiser step that overflows one weight to inf
+        opt = real(params, tc)
+        step = opt.step
+
+        def bad_step(*a, **k):
+            out = step(*a, **k)
+            with torch.no_grad():
+                opt.param_groups[0]["params"][0].fill_(float("inf"))
+            return out
+
+        opt.step = bad_step
+        return opt
+
+    monkeypatch.setattr(trainer, "make_optimizer", overflowing)
+    out = tmp_path / "run"
+    assert cli.main(train_argv(out)) == 2
+    assert error_line(capsys).startswith("gnm: error: training stopped at step 1: the weights "
+                                         "became non-finite (NaN or inf); the newest checkpoint "
+                                         "(none yet) is intact")
+    assert list_checkpoints(out) == []
+
+
+def test_an_overflowing_optimiser_step_is_the_non_finite_stop(tmp_path, capsys, monkeypatch):
+    def overflow(self, *a, **k):  # what torch raises for a float32 step size beyond 3.4e38
+        raise RuntimeError("value cannot be converted to type float without overflow")
+
+    monkeypatch.setattr(torch.optim.Adam, "step", overflow)
+    assert cli.main(train_argv(tmp_path / "run")) == 2
+    assert error_line(capsys).startswith("gnm: error: training stopped at step 1: the "
+                                         "optimiser's step size (lr 0.0003) became non-finite")
+
+
 @pytest.mark.parametrize("sets, first", [
-    # RMSprop's first step at lr 1e38 makes weights inf: refused before they are checkpointed
-    (["train.optimizer=rmsprop", "train.lr=1e30", "train.lr_scale.start=1e8",
-      "train.lr_scale.end=1e8"], "training stopped at step 1: the weights became non-finite"),
-    # lr · lr_scale beyond float32: torch's optimiser step itself would raise
+    # lr · lr_scale beyond float32: torch's optimiser step would raise (it overflows)
     (["train.lr=1e30", "train.lr_scale.start=1e10", "train.lr_scale.end=1e10"],
-     "training stopped at step 1: the optimiser's step size (lr 1e+40) became non-finite"),
+     "train.lr_scale.start=10000000000.0 must be a number >= 0 with train.lr · "
+     "train.lr_scale.start <= 1e+30."),
+    (["train.lr_scale.end=-1"], "train.lr_scale.end=-1.0 must be a number >= 0 with "),
+    (["train.lr_scale.start=nan"], "train.lr_scale.start=nan must be a number >= 0 with "),
+    (["train.sample_every=1", "train.sample_n=0"], "train.sample_n=0 must be an integer >= 1."),
     (["train.lr=1e39"], "train.lr=1e+39 must be a positive number <= 1e+30."),
     (["train.lr=nan"], "train.lr=nan must be a positive number"),
 ])

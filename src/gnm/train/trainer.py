@@ -86,12 +86,18 @@ def _check_config(tc: TrainConfig) -> None:
     for name in ("steps", "log_every", "ckpt_every", "sample_every", "sample_n", "num_threads",
                  "judge_every", "judge_n"):
         value = getattr(tc, name)
-        low = {"log_every": 1, "ckpt_every": 1, "judge_n": 20}.get(name, 0)
+        low = {"log_every": 1, "ckpt_every": 1, "sample_n": 1, "judge_n": 20}.get(name, 0)
         if not isinstance(value, int) or isinstance(value, bool) or value < low:
             raise GNMError(f"train.{name}={value!r} must be an integer >= {low}.")
     if not (isinstance(tc.lr, (int, float)) and not isinstance(tc.lr, bool) and tc.lr > 0
             and tc.lr <= MAX_LR):
         raise GNMError(f"train.lr={tc.lr!r} must be a positive number <= {MAX_LR:g}.")
+    for end in ("start", "end"):  # lr_scale is linear between the two, so they bound it
+        value = getattr(tc.lr_scale, end, None)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0 \
+                or not tc.lr * value <= MAX_LR:
+            raise GNMError(f"train.lr_scale.{end}={value!r} must be a number >= 0 with "
+                           f"train.lr · train.lr_scale.{end} <= {MAX_LR:g}.")
     limit = tc.time_limit_s
     if isinstance(limit, bool) or not isinstance(limit, (int, float)) or not limit >= 0 \
             or math.isinf(limit):
