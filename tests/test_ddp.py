@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 import torch.distributed as dist
@@ -13,6 +19,7 @@ from gnm.train.checkpoint import list_checkpoints, load_checkpoint
 from gnm.train.logger import read_metrics
 from gnm.train.sampler import StepBatchSampler
 from gnm.train.trainer import train
+from tests.test_pipeline import TINY
 from tests.test_trainer import tiny_config, tiny_dataset, tiny_model
 
 OVERRIDES = ("train.steps=3", "train.lr=0.001", "train.batch_size=8")
@@ -100,3 +107,44 @@ def test_one_process_without_torchrun_environment(monkeypatch):
     assert distributed.resolve_device("cpu", ctx).type == "cpu"
     with pytest.raises(GNMError, match="train.device"):
         distributed.resolve_device("tpu", ctx)
+
+
+def _torchrun(run_dir: Path, *launcher: str,
+              crash: str | None = None) -> subprocess.CompletedProcess:
+    """The docs' resumable DDP command (``--preset ... --resume``) on two CPU processes, via
+    tests/ddp_worker.py (fake digits; ``crash`` = ``RANK:STEP`` kills that rank once)."""
+    root = Path(__file__).resolve().parents[1]
+    sets = ["data.size=32", "train.steps=6", "train.batch_size=4", "train.log_every=1",
+            "train.ckpt_every=2", "train.sample_every=0", "train.num_threads=1",
+            "train.judge_every=0", "train.progress=false", "train.tensorboard=false",
+            "train.device=cpu", *(f"model.{k}={json.dumps(v)}" for k, v in TINY.items())]
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join([str(root / "src"), str(root)])}
+    env.pop("GNM_TEST_CRASH", None)
+    if crash:
+        env["GNM_TEST_CRASH"] = crash
+    argv = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
+            "2", *launcher, str(root / "tests" / "ddp_worker.py"), "train", "--preset",
+            "mnist4-cpu", "--out", str(run_dir), "--resume"]
+    for assignment in sets:
+        argv += ["--set", assignment]
+    return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.slow
+def test_torchrun_restart_after_a_killed_rank_is_bit_exact(tmp_path):
+    """``torchrun --max-restarts 1 ... --preset P --resume``: a fresh directory starts; after
+    rank 1 dies at step 4 every rank is relaunched, resumes from the newest checkpoint (or
+    from step 0 when none was written yet) and ends bit-identical to a run that never died."""
+    ref = _torchrun(tmp_path / "ref")
+    assert ref.returncode == 0, ref.stderr[-3000:]
+    res = _torchrun(tmp_path / "crash", "--max-restarts", "1", crash="1:3")
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "failed (exitcode: 1) local_rank: 1" in res.stderr  # rank 1 did die once
+    a, b = load_checkpoint(tmp_path / "ref"), load_checkpoint(tmp_path / "crash")
+    assert a["step"] == b["step"] == 6
+    for key, value in a["model"].items():
+        assert torch.equal(b["model"][key], value), key
+    assert [r["step"] for r in read_metrics(tmp_path / "crash")] == [1, 2, 3, 4, 5, 6]
+    assert [r["loss"] for r in read_metrics(tmp_path / "crash")] == \
+        [r["loss"] for r in read_metrics(tmp_path / "ref")]

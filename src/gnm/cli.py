@@ -42,13 +42,26 @@ def _cmd_data_mnist(args: argparse.Namespace) -> int:
 
 
 def _cmd_data_make(args: argparse.Namespace) -> int:
-    from gnm.data.store import export_scenes
+    from gnm.data.store import make_scenes
 
-    manifest = export_scenes(args.dataset, args.split, args.n, args.out, size=args.size,
-                             seed=args.seed, fmt=args.format, shard_size=args.shard_size,
-                             data_dir=args.data_dir, progress=not args.quiet)
-    print(f"wrote {args.n} {args.dataset}/{args.split} scenes to {args.out} "
-          f"(manifest {manifest}, preview {Path(args.out) / 'preview.png'})")
+    rep = make_scenes(args.dataset, args.split, args.n, args.out, size=args.size,
+                      seed=args.seed, fmt=args.format, shard_size=args.shard_size,
+                      data_dir=args.data_dir, progress=not args.quiet)
+    what = f"{args.dataset}/{args.split} scenes"
+    if rep.removed_tmp:
+        print(f"removed {len(rep.removed_tmp)} temporary file(s) left by a write killed midway")
+    if rep.rebuilt:
+        shown = "; ".join(rep.rebuilt[:5]) + (f"; +{len(rep.rebuilt) - 5} more"
+                                              if len(rep.rebuilt) > 5 else "")
+        print(f"rebuilt {len(rep.rebuilt)} damaged or missing file(s) in {args.out}: {shown}")
+    if rep.written == 0:
+        print(f"{args.out} holds all {rep.n} {what}, verified (sha256); "
+              f"{'nothing else to do' if rep.rebuilt else 'nothing to do'} "
+              f"(manifest {rep.manifest})")
+        return 0
+    done = f"{rep.written}" if rep.written == rep.n else f"{rep.written} of {rep.n}"
+    print(f"wrote {done} {what} to {args.out} (manifest {rep.manifest}, preview "
+          f"{Path(args.out) / 'preview.png'})")
     return 0
 
 
@@ -85,10 +98,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
     cfg = None
     if args.preset is not None:
         cfg = get_preset(args.preset)
-    elif args.set:
-        from gnm.train.checkpoint import load_config
+    elif args.set:  # overrides on the run's own config (newest checkpoint, else config.json)
+        from gnm.train.resume import run_config
 
-        cfg = load_config(args.out)
+        cfg = run_config(args.out)
+        if cfg is None:
+            raise GNMError(f"{args.out} holds no checkpoint and no config.json to resume; pass "
+                           "--preset NAME to start a run there.")
     for assignment in args.set or []:
         set_override(cfg, assignment)
     result = train(cfg, args.out, resume=args.resume)

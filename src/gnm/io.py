@@ -61,6 +61,20 @@ def check_writable(folder: str | Path) -> Path:
     return folder
 
 
+def remove_stale_temporaries(*folders: str | Path) -> list[Path]:
+    """Delete the temporary files (``.NAME.*.tmp``) that an :func:`atomic_write` killed midway
+    (SIGKILL, power loss) left in ``folders`` (not recursive); return the paths removed."""
+    removed = []
+    for folder in map(Path, folders):
+        if not folder.is_dir():
+            continue
+        for path in sorted(folder.iterdir()):
+            if path.name.startswith(".") and path.name.endswith(".tmp") and path.is_file():
+                path.unlink(missing_ok=True)
+                removed.append(path)
+    return removed
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

@@ -11,7 +11,9 @@ Layout of an export folder ``DIR``::
 
 Every file is written to a temporary name and renamed, and the manifest lists a shard only after
 the shard is on disk, so an interrupted export never leaves a shard that looks complete; running
-the same command again resumes from the last finished shard.
+the same command again resumes from the last finished shard. A rerun also checks every listed
+shard (and PNG) against its sha256, complete export or not, and makes again only what is
+missing or damaged (:class:`ExportReport` lists it).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +40,13 @@ from gnm.data.scenes import (
     target_tensors,
 )
 from gnm.errors import GNMError
-from gnm.io import atomic_write_bytes, atomic_write_json, atomic_write_npz, check_writable
+from gnm.io import (
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_npz,
+    check_writable,
+    remove_stale_temporaries,
+)
 from gnm.viz.grid import make_grid, save_png
 
 FORMATS = ("npz", "png")
@@ -97,22 +106,78 @@ def _load_manifest(out: Path) -> dict[str, Any] | None:
         return None
     try:
         manifest = json.loads(path.read_text())
-        if manifest.get("version") != STORE_VERSION or "shards" not in manifest:
+        if manifest.get("version") != STORE_VERSION or not isinstance(manifest.get("shards"),
+                                                                       list):
             raise ValueError("unknown layout")
+        for entry in manifest["shards"]:
+            if not (isinstance(entry, dict) and isinstance(entry.get("file"), str)
+                    and all(isinstance(entry.get(k), int) for k in ("start", "count"))
+                    and isinstance(entry.get("sha256"), str)):
+                raise ValueError(f"bad shard entry {str(entry)[:60]}")
     except (ValueError, OSError) as exc:
         raise GNMError(f"{path} is unreadable or not a gnm manifest ({exc}); delete the folder "
                        "and export again.") from exc
     return manifest
 
 
-def export_scenes(dataset: str, split: str, n: int, out: str | Path, *, size: int = 128,
-                  seed: int = 0, fmt: str = "npz", shard_size: int = 1000,
-                  data_dir: str | None = None, mnist: Any = None,
-                  progress: bool = True) -> Path:
+@dataclass
+class ExportReport:
+    """What one :func:`make_scenes` call did to an export folder."""
+
+    manifest: Path  # the manifest's path
+    n: int  # scenes in the export
+    written: int  # scenes generated and written by this call
+    rebuilt: list[str] = field(default_factory=list)  # damaged files made again, with the reason
+    removed_tmp: list[Path] = field(default_factory=list)  # leftovers of writes killed midway
+
+
+def _shard_damage(out: Path, fmt: str, entry: dict[str, Any]) -> str | None:
+    """Why the shard of a manifest ``entry`` is unusable (None: it and its PNGs are intact)."""
+    path = out / entry["file"]
+    if not path.is_file():
+        return "missing"
+    if sha256_file(path) != entry["sha256"]:
+        return "truncated or changed: sha256 mismatch"
+    if fmt == "png":
+        try:
+            hashes = json.loads(path.read_text())["png_sha256"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return "unreadable"
+        for k, digest in enumerate(hashes):
+            png = out / "images" / f"{entry['start'] + k:06d}.png"
+            if not png.is_file():
+                return f"image {png.name} missing"
+            if sha256_file(png) != digest:
+                return f"image {png.name} truncated or changed"
+    return None
+
+
+def _finish_damage(out: Path, manifest: dict[str, Any]) -> list[str]:
+    """The files written when an export completes that are missing or differ."""
+    ann = out / "annotations.json"
+    bad = []
+    if not ann.is_file() or sha256_file(ann) != manifest.get("annotations_sha256"):
+        bad.append(f"{ann.name} ({'missing' if not ann.is_file() else 'sha256 mismatch'})")
+    if not (out / "preview.png").is_file():
+        bad.append("preview.png (missing)")
+    return bad
+
+
+def export_scenes(dataset: str, split: str, n: int, out: str | Path, **kwargs: Any) -> Path:
+    """:func:`make_scenes` returning only the manifest path."""
+    return make_scenes(dataset, split, n, out, **kwargs).manifest
+
+
+def make_scenes(dataset: str, split: str, n: int, out: str | Path, *, size: int = 128,
+                seed: int = 0, fmt: str = "npz", shard_size: int = 1000,
+                data_dir: str | None = None, mnist: Any = None,
+                progress: bool = True) -> ExportReport:
     """Generate scenes ``0..n-1`` of a dataset/split and write them to ``out``; resumable.
 
-    Returns the manifest path. A folder that already holds a different export, or unrelated
-    files, is refused rather than mixed.
+    A rerun verifies what is there (every shard's, and every PNG's, sha256 against the
+    manifest, also when the export is complete) and writes again only what is missing or
+    damaged; the returned :class:`ExportReport` says what was rebuilt. A folder that already
+    holds a different export, or unrelated files, is refused rather than mixed.
     """
     check_dataset(dataset)
     check_split(split)
@@ -127,6 +192,8 @@ def export_scenes(dataset: str, split: str, n: int, out: str | Path, *, size: in
     params = {"dataset": dataset, "split": split, "n": n, "size": size, "seed": seed,
               "format": fmt, "shard_size": shard_size}
     manifest = _load_manifest(out)
+    rebuilt: list[str] = []
+    removed: list[Path] = []
     if manifest is None:
         if out.exists() and any(out.iterdir()):
             raise GNMError(f"output folder {out} is not empty and holds no {MANIFEST}; choose an "
@@ -139,17 +206,33 @@ def export_scenes(dataset: str, split: str, n: int, out: str | Path, *, size: in
                              for k in _PARAM_KEYS if theirs[k] != params[k])
             raise GNMError(f"{out} already holds a different export ({diff}); choose another "
                            "--out or delete that folder.")
+        removed = remove_stale_temporaries(out, out / "shards", out / "images")
+        # Keep only shards that are intact (checked even when the export is complete); the
+        # others, and any range no shard covers, are made again.
+        listed, kept = {s["start"] for s in manifest["shards"]}, []
+        for entry in manifest["shards"]:
+            why = _shard_damage(out, fmt, entry)
+            if why is None:
+                kept.append(entry)
+            else:
+                rebuilt.append(f"{entry['file']} ({why})")
         if manifest["complete"]:
-            return out / MANIFEST
-        # Keep only shards whose file is intact; anything else is made again.
-        manifest["shards"] = [s for s in manifest["shards"] if (out / s["file"]).exists()
-                              and sha256_file(out / s["file"]) == s["sha256"]]
+            ext = "npz" if fmt == "npz" else "json"
+            rebuilt += [f"shards/{i:05d}.{ext} (not in {MANIFEST})"
+                        for i, start in enumerate(range(0, n, shard_size)) if start not in listed]
+            finish = _finish_damage(out, manifest)
+            if not rebuilt and not finish:
+                return ExportReport(out / MANIFEST, n, 0, [], removed)
+            rebuilt += finish
+        manifest["shards"], manifest["complete"] = kept, False
     check_writable(out)
+    atomic_write_json(out / MANIFEST, manifest)  # a crash from here on leaves it incomplete
     gen = SceneGenerator(dataset, split, size, seed, mnist=mnist, data_dir=data_dir)
     done = {s["start"] for s in manifest["shards"]}
     starts = range(0, n, shard_size)
     bar = tqdm(total=n, desc=f"{dataset}/{split}", unit="scene", disable=not progress)
     bar.update(sum(s["count"] for s in manifest["shards"]))
+    written = 0
     for shard, start in enumerate(starts):
         if start in done:
             continue
@@ -158,6 +241,7 @@ def export_scenes(dataset: str, split: str, n: int, out: str | Path, *, size: in
         manifest["shards"].sort(key=lambda s: s["start"])
         atomic_write_json(out / MANIFEST, manifest)
         bar.update(len(annotations))
+        written += len(annotations)
     bar.close()
     # Finish: the full annotation list, a preview grid, then mark complete (last).
     store = SceneShards(out, verify=False, _allow_incomplete=True)
@@ -167,7 +251,7 @@ def export_scenes(dataset: str, split: str, n: int, out: str | Path, *, size: in
     manifest["complete"] = True
     manifest["annotations_sha256"] = sha256_file(out / "annotations.json")
     atomic_write_json(out / MANIFEST, manifest)
-    return out / MANIFEST
+    return ExportReport(out / MANIFEST, n, written, rebuilt, removed)
 
 
 class SceneShards(torch.utils.data.Dataset):

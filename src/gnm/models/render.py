@@ -75,11 +75,15 @@ def _interp_matrix(centre: torch.Tensor, half: torch.Tensor, out_size: int, in_s
 def _window(centre: torch.Tensor, half: torch.Tensor, out_size: int, in_size: int
             ) -> tuple[torch.Tensor, int]:
     """First pixel ``[N]`` (long) and common length of windows that hold every image pixel a
-    glimpse touches on one axis (its box plus the bilinear support), clamped to the image."""
+    glimpse touches on one axis (its box plus the bilinear support), clamped to the image.
+
+    A non-finite box (diverged training) gets the window at pixel 0: its interpolation weights
+    are NaN anyway, so the image (and the loss) turn non-finite instead of this raising."""
     with torch.no_grad():
         reach = half.float() * (1 + 1 / in_size)  # glimpse pixels -1 .. in_size are reachable
         lo = ((centre.float() - reach + 1) * 0.5 * out_size - 0.5).floor()
         hi = ((centre.float() + reach + 1) * 0.5 * out_size - 0.5).ceil()
+        lo, hi = lo.nan_to_num(0.0), hi.nan_to_num(0.0)
         lo, hi = lo.clamp(0, out_size - 1), hi.clamp(0, out_size - 1)
         count = int((hi - lo).max().item()) + 1 if lo.numel() else 1
         start = lo.clamp(max=out_size - count).long()

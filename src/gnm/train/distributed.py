@@ -74,8 +74,32 @@ def setup(device: str = "auto") -> DistContext:
     local_rank = _env_int("LOCAL_RANK", 0)
     if use_cuda:
         torch.cuda.set_device(local_rank)
-    dist.init_process_group(backend=backend, init_method="env://")
+    store = _elastic_attempt_store(world)
+    if store is None:
+        dist.init_process_group(backend=backend, init_method="env://")
+    else:
+        dist.init_process_group(backend=backend, store=store, rank=_env_int("RANK", 0),
+                                world_size=world)
     return DistContext(dist.get_rank(), dist.get_world_size(), local_rank, owns_group=True)
+
+
+def _elastic_attempt_store(world: int) -> dist.Store | None:
+    """Under torchrun, the agent's key-value store with a prefix naming this restart attempt.
+
+    torchrun keeps one store for all attempts of a ``--max-restarts`` run, and
+    ``init_process_group("env://")`` writes the ranks' addresses under the same keys in every
+    attempt: a restarted rank that comes up before rank 0 could read the address rank 0 had
+    in the attempt that died and fail with "connection refused". A per-attempt prefix keeps
+    the attempts apart. None outside torchrun's agent store (plain ``env://`` then).
+    """
+    if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True":
+        return None
+    from torch.distributed.constants import default_pg_timeout
+
+    store = dist.TCPStore(os.environ["MASTER_ADDR"], _env_int("MASTER_PORT", 0), world,
+                          is_master=False, timeout=default_pg_timeout)
+    attempt = _env_int("TORCHELASTIC_RESTART_COUNT", 0)
+    return dist.PrefixStore(f"gnm/attempt-{attempt}/", store)
 
 
 def teardown(ctx: DistContext) -> None:

@@ -39,18 +39,24 @@ from gnm.train.checkpoint import (
     build_from_registry,
     latest_checkpoint,
     load_checkpoint,
-    restore_rng_state,
     save_checkpoint,
 )
 from gnm.train.config import TrainConfig
 from gnm.train.logger import RunLogger, truncate_metrics
+from gnm.train.resume import (
+    CONFIG_JSON,
+    check_resumable,
+    first_few,
+    remove_checkpoint_temporaries,
+    restore,
+    saved_config_json,
+)
 from gnm.train.sampler import StepBatchSampler
 from gnm.viz.grid import make_grid
 
-#: Config keys that may change when a run is resumed (everything else must match).
-RESUME_MAY_CHANGE = ("data.data_dir", "data.num_workers")
-#: Of the train section only these must match on resume (the rest, e.g. steps, may change).
-RESUME_TRAIN_FIXED = ("train.seed", "train.batch_size")
+#: Largest accepted train.lr: the optimisers turn it into float32 step sizes (Adam's first one is
+#: 10·lr), so far larger values overflow inside ``optimizer.step`` instead of diverging visibly.
+MAX_LR = 1e30
 _STEP_SALT = 0x676E6D  # separates per-step noise seeds from other uses of the seed
 
 
@@ -76,26 +82,27 @@ def step_seed(seed: int, rank: int, step: int) -> int:
     return (int(words[0]) << 31) ^ int(words[1])
 
 
-def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out = {}
-    for key, value in d.items():
-        if isinstance(value, dict):
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
-def _check_resumable(saved: Config, given: Config, ckpt: Path) -> None:
-    """The given config may differ from the saved one only where resuming stays meaningful."""
-    old, new = _flat(to_dict(saved)), _flat(to_dict(given))
-    differ = [k for k in sorted(set(old) | set(new))
-              if old.get(k) != new.get(k) and k not in RESUME_MAY_CHANGE
-              and (not k.startswith("train.") or k in RESUME_TRAIN_FIXED)]
-    if differ:
-        shown = ", ".join(f"{k} ({old.get(k)!r} -> {new.get(k)!r})" for k in differ[:4])
-        raise GNMError(f"cannot resume from {ckpt}: the config differs in {shown}; resume with "
-                       "the run's own settings (they are in its config.json) or start a new run.")
+def _check_config(tc: TrainConfig) -> None:
+    for name in ("steps", "log_every", "ckpt_every", "sample_every", "sample_n", "num_threads",
+                 "judge_every", "judge_n"):
+        value = getattr(tc, name)
+        low = {"log_every": 1, "ckpt_every": 1, "sample_n": 1, "judge_n": 20}.get(name, 0)
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            raise GNMError(f"train.{name}={value!r} must be an integer >= {low}.")
+    if not (isinstance(tc.lr, (int, float)) and not isinstance(tc.lr, bool) and tc.lr > 0
+            and tc.lr <= MAX_LR):
+        raise GNMError(f"train.lr={tc.lr!r} must be a positive number <= {MAX_LR:g}.")
+    for end in ("start", "end"):  # lr_scale is linear between the two, so they bound it
+        value = getattr(tc.lr_scale, end, None)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0 \
+                or not tc.lr * value <= MAX_LR:
+            raise GNMError(f"train.lr_scale.{end}={value!r} must be a number >= 0 with "
+                           f"train.lr · train.lr_scale.{end} <= {MAX_LR:g}.")
+    limit = tc.time_limit_s
+    if isinstance(limit, bool) or not isinstance(limit, (int, float)) or not limit >= 0 \
+            or math.isinf(limit):
+        raise GNMError(f"train.time_limit_s={limit!r} must be a number of seconds >= 0 "
+                       "(0: no limit).")
 
 
 def _images(batch: Any) -> torch.Tensor:
@@ -170,6 +177,21 @@ def _judge_samples(model: nn.Module, dataset: str, step: int, tc: TrainConfig,
             "judge_s": time.perf_counter() - t0}
 
 
+def _stop_non_finite(step: int, what: str, newest: str | None) -> None:
+    """Raise the trainer's non-finite stop: ``what`` became NaN/inf at ``step``."""
+    raise GNMError(f"training stopped at step {step}: {what} became non-finite (NaN or inf); "
+                   f"the newest checkpoint {newest or '(none yet)'} is intact, so lower "
+                   "train.lr and resume with --resume.")
+
+
+@torch.no_grad()
+def _finite_params(params: list[nn.Parameter]) -> bool:
+    """Whether every parameter is finite (one host sync; done before each checkpoint)."""
+    if not params:
+        return True
+    return bool(torch.stack([p.isfinite().all() for p in params]).all())
+
+
 def _chunks(n: int, size: int) -> list[int]:
     return [min(size, n - i) for i in range(0, n, size)]
 
@@ -184,7 +206,8 @@ def train(cfg: Config | None, out_dir: str | Path, resume: bool = False,
             it must match the saved config except in ``train.*`` keys other than seed and
             batch size (e.g. ``train.steps`` may grow) and ``data.data_dir/num_workers``.
         out_dir: the run directory (created if missing).
-        resume: continue from the newest checkpoint in ``out_dir`` (start afresh if none).
+        resume: continue from the newest checkpoint in ``out_dir``; without one start afresh
+            (with ``cfg`` None: from step 0 with ``out_dir/config.json``, saying so).
             Without it, a run directory that already holds checkpoints is an error.
         model: a model obeying the contract ``model(x, step) -> dict`` with a scalar ``loss``
             (mean over the batch); built from ``cfg`` by the model registry when omitted.
@@ -210,22 +233,40 @@ def train(cfg: Config | None, out_dir: str | Path, resume: bool = False,
         raise GNMError(f"{run_dir} already holds checkpoints (newest {latest.name}); pass "
                        "--resume to continue that run or choose another --out directory.")
     state = load_checkpoint(latest) if (resume and latest is not None) else None
+    notes = []
     if state is not None:
+        if not isinstance(state.get("config"), dict):
+            raise GNMError(f"checkpoint {latest} holds no config; delete it to resume from the "
+                           "one before, or start a new run.")
         saved = Config.from_dict(state["config"])
         if cfg is None:
             cfg = saved
         else:
-            _check_resumable(saved, cfg, latest)
+            check_resumable(saved, cfg, latest)
+    elif resume and (run_dir / CONFIG_JSON).is_file():  # stopped before its first checkpoint
+        which = "the given config"
+        if cfg is None:
+            cfg, which = saved_config_json(run_dir), "that config"
+        notes.append(f"note: {run_dir} has {CONFIG_JSON} but no checkpoint yet, so training "
+                     f"starts from step 0 with {which}.")
     if cfg is None:
         raise GNMError(f"no config given and {run_dir} holds no checkpoint to resume; "
                        "pass a config (e.g. --preset NAME).")
     check_config(cfg)  # every key's type and range (train.LIMITS, model.LIMITS, ...)
+    _check_config(cfg.train)  # the learning-rate bounds and time limit the LIMITS table lacks
     tc = cfg.train
 
     ctx = distributed.setup(tc.device)
     logger = None
     try:
         device = distributed.resolve_device(tc.device, ctx)
+        if ctx.is_main:
+            stale = remove_checkpoint_temporaries(run_dir)
+            if stale:
+                notes.append(f"note: removed {len(stale)} temporary file(s) left by a write "
+                             f"killed midway ({first_few([p.name for p in stale], 2)}).")
+            for note in notes:
+                print(note, file=sys.stderr)
         distributed.per_rank_batch(tc.batch_size, ctx)
         if ctx.is_main:
             check_writable(run_dir)  # fail now, not after building the model and data
@@ -241,10 +282,7 @@ def train(cfg: Config | None, out_dir: str | Path, resume: bool = False,
         start = 0
         elapsed0 = 0.0
         if state is not None:
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            restore_rng_state(state["rng"])
-            start, elapsed0 = int(state["step"]), float(state.get("elapsed", 0.0))
+            start, elapsed0 = restore(state, model, optimizer, latest)
         newest = str(latest) if state is not None else None
         wrapped = distributed.wrap_model(model, ctx, device, tc.find_unused_parameters)
         model.train()
@@ -318,12 +356,15 @@ def train(cfg: Config | None, out_dir: str | Path, resume: bool = False,
             bad = [k for k in names if not math.isfinite(values[k])]
             if bad:
                 terms = [k for k in bad if k != "grad_norm"]
-                what = (f"loss term(s) {', '.join(repr(k) for k in terms)}" if terms
-                        else "the gradient")
-                raise GNMError(f"training stopped at step {step}: {what} became non-finite "
-                               f"(NaN or inf); the newest checkpoint {newest or '(none yet)'} "
-                               "is intact, so lower train.lr and resume with --resume.")
-            optimizer.step()
+                what = f"loss term(s) {first_few(terms)}" if terms else "the gradient"
+                _stop_non_finite(step, what, newest)
+            try:
+                optimizer.step()
+            except RuntimeError as exc:  # a step size beyond float32 (lr · lr_scale too large)
+                if "overflow" not in str(exc):
+                    raise
+                _stop_non_finite(step, f"the optimiser's step size (lr {group['lr']:g})",
+                                 newest)
 
             for k, v in values.items():
                 window[k] = window.get(k, 0.0) + v
@@ -352,6 +393,8 @@ def train(cfg: Config | None, out_dir: str | Path, resume: bool = False,
                 logger.log(record)
 
             if step % tc.ckpt_every == 0 or final:
+                if not _finite_params(params):  # never save diverged weights as a checkpoint
+                    _stop_non_finite(step, "the weights", newest)
                 if ctx.is_main:
                     newest = str(save_checkpoint(
                         run_dir, step, model, optimizer, cfg, {**data_order, "step": step},
