@@ -298,3 +298,13 @@ def test_preset_with_resume_starts_a_fresh_run_and_continues_it(tmp_path, capsys
     assert capsys.readouterr().out.startswith("trained to step 2; ")
     assert [json.loads(x)["step"] for x in (run / "metrics.jsonl").read_text().splitlines()] == \
         [1, 2]
+
+
+# ---------------------------------------------------------------------------- other damage
+def test_resume_over_a_damaged_metrics_log(one_step_run, tmp_path, capsys):
+    run = copy_run(one_step_run, tmp_path)
+    with open(run / "metrics.jsonl", "ab") as f:  # a non-record line and a torn binary one
+        f.write(b'[1]\n\xff\xfe{"step": 9')
+    assert cli.main(train_argv(run, "train.steps=2", resume=True)) == 0
+    steps = [json.loads(x)["step"] for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2]
