@@ -177,8 +177,18 @@ def _judge_samples(model: nn.Module, dataset: str, step: int, tc: TrainConfig,
             "judge_s": time.perf_counter() - t0}
 
 
-def _stop_non_finite(step: int, what: str, newest: str | None) -> None:
-    """Raise the trainer's non-finite stop: ``what`` became NaN/inf at ``step``."""
+def _stop_non_finite(step: int, what: str, newest: str | None, in_forward: bool = False) -> None:
+    """Raise the trainer's non-finite stop: ``what`` became NaN/inf at ``step``.
+
+    ``in_forward``: found in the loss or gradient of ``step``, which are a pure function of the
+    weights after step ``step - 1`` and of ``(seed, step)``: when the newest checkpoint holds
+    exactly those weights, resuming from it would stop here again, whatever train.lr.
+    """
+    if in_forward and newest is not None and Path(newest).name == f"step_{step - 1:08d}.pt":
+        raise GNMError(f"training stopped at step {step}: {what} became non-finite (NaN or inf) "
+                       f"one step after the newest checkpoint {newest}, so its weights diverge: "
+                       "delete it, lower train.lr and resume with --resume (from the checkpoint "
+                       "before it, or from step 0 if there is none).")
     raise GNMError(f"training stopped at step {step}: {what} became non-finite (NaN or inf); "
                    f"the newest checkpoint {newest or '(none yet)'} is intact, so lower "
                    "train.lr and resume with --resume.")
@@ -355,7 +365,7 @@ def train(cfg: Config | None, out_dir: str | Path, resume: bool = False,
             if bad:
                 terms = [k for k in bad if k != "grad_norm"]
                 what = f"loss term(s) {first_few(terms)}" if terms else "the gradient"
-                _stop_non_finite(step, what, newest)
+                _stop_non_finite(step, what, newest, in_forward=True)
             try:
                 optimizer.step()
             except RuntimeError as exc:  # a step size beyond float32 (lr · lr_scale too large)
