@@ -77,12 +77,29 @@ def test_window_render_of_nan_box_gives_nan_image_not_an_error():
 
 def test_huge_learning_rate_stops_at_the_non_finite_check(tmp_path, capsys):
     out = tmp_path / "run"
-    assert cli.main(train_argv(out, "train.lr=1e6")) == 2
+    assert cli.main(train_argv(out, "train.lr=1e6", "train.ckpt_every=2")) == 2
     line = error_line(capsys)
-    assert line.startswith("gnm: error: training stopped at step 2: loss term(s) 'loss'")
-    assert "step_00000001.pt is intact" in line and "lower train.lr" in line
-    [ckpt] = list_checkpoints(out)  # the step-1 checkpoint, written before the blow-up
-    assert load_checkpoint(ckpt)["step"] == 1
+    assert line.startswith("gnm: error: training stopped at step 2: loss term(s) 'loss', "
+                           "'elbo', 'recon_ll'") and line.endswith(
+        "became non-finite (NaN or inf); the newest checkpoint (none yet) is intact, so lower "
+        "train.lr and resume with --resume.")
+    assert list_checkpoints(out) == []  # step 2's checkpoint was never written
+
+
+def test_huge_learning_rate_right_after_a_checkpoint(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert cli.main(train_argv(out, "train.lr=1e6")) == 2
+    [ckpt] = list_checkpoints(out)  # step 1's, holding the weights step 2 blew up on
+    assert error_line(capsys).endswith(
+        f"became non-finite (NaN or inf) one step after the newest checkpoint {ckpt}, so its "
+        "weights diverge: delete it, lower train.lr and resume with --resume (from the "
+        "checkpoint before it, or from step 0 if there is none).")
+    assert cli.main(train_argv(out, "train.lr=1e-4", resume=True)) == 2  # as it says: again
+    assert "one step after the newest checkpoint" in error_line(capsys)
+    ckpt.unlink()  # following the advice finishes the run
+    assert cli.main(train_argv(out, "train.lr=1e-4", resume=True)) == 0
+    assert "but no checkpoint yet, so training starts from step 0" in capsys.readouterr().err
+    assert load_checkpoint(out)["step"] == 3
 
 
 def test_weights_made_inf_by_the_step_are_never_checkpointed(tmp_path, capsys, monkeypatch):
@@ -298,3 +315,13 @@ def test_preset_with_resume_starts_a_fresh_run_and_continues_it(tmp_path, capsys
     assert capsys.readouterr().out.startswith("trained to step 2; ")
     assert [json.loads(x)["step"] for x in (run / "metrics.jsonl").read_text().splitlines()] == \
         [1, 2]
+
+
+# ---------------------------------------------------------------------------- other damage
+def test_resume_over_a_damaged_metrics_log(one_step_run, tmp_path, capsys):
+    run = copy_run(one_step_run, tmp_path)
+    with open(run / "metrics.jsonl", "ab") as f:  # a non-record line and a torn binary one
+        f.write(b'[1]\n\xff\xfe{"step": 9')
+    assert cli.main(train_argv(run, "train.steps=2", resume=True)) == 0
+    steps = [json.loads(x)["step"] for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2]

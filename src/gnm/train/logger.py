@@ -21,16 +21,19 @@ METRICS = "metrics.jsonl"
 
 
 def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
-    """The records of ``RUN_DIR/metrics.jsonl`` (a torn last line from a crash is skipped)."""
+    """The records of ``RUN_DIR/metrics.jsonl``; a torn last line from a crash, or any other
+    line that is not a JSON object, is skipped."""
     path = Path(run_dir) / METRICS
     if not path.is_file():
         return []
     records = []
-    for line in path.read_text().splitlines():
+    for line in path.read_text(errors="replace").splitlines():
         try:
-            records.append(json.loads(line))
+            record = json.loads(line)
         except json.JSONDecodeError:
             continue
+        if isinstance(record, dict):
+            records.append(record)
     return records
 
 

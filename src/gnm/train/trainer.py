@@ -42,6 +42,7 @@ from gnm.train.checkpoint import (
     save_checkpoint,
 )
 from gnm.train.config import TrainConfig
+from gnm.train.guards import check_train_settings, finite_params, stop_non_finite
 from gnm.train.logger import RunLogger, truncate_metrics
 from gnm.train.resume import (
     CONFIG_JSON,
@@ -54,9 +55,6 @@ from gnm.train.resume import (
 from gnm.train.sampler import StepBatchSampler
 from gnm.viz.grid import make_grid
 
-#: Largest accepted train.lr: the optimisers turn it into float32 step sizes (Adam's first one is
-#: 10·lr), so far larger values overflow inside ``optimizer.step`` instead of diverging visibly.
-MAX_LR = 1e30
 _STEP_SALT = 0x676E6D  # separates per-step noise seeds from other uses of the seed
 
 
@@ -80,29 +78,6 @@ def step_seed(seed: int, rank: int, step: int) -> int:
     """The seed of the noise drawn at ``step`` on ``rank``: a well-mixed 63-bit function."""
     words = np.random.SeedSequence([_STEP_SALT, seed, rank, step]).generate_state(2, np.uint32)
     return (int(words[0]) << 31) ^ int(words[1])
-
-
-def _check_config(tc: TrainConfig) -> None:
-    for name in ("steps", "log_every", "ckpt_every", "sample_every", "sample_n", "num_threads",
-                 "judge_every", "judge_n"):
-        value = getattr(tc, name)
-        low = {"log_every": 1, "ckpt_every": 1, "sample_n": 1, "judge_n": 20}.get(name, 0)
-        if not isinstance(value, int) or isinstance(value, bool) or value < low:
-            raise GNMError(f"train.{name}={value!r} must be an integer >= {low}.")
-    if not (isinstance(tc.lr, (int, float)) and not isinstance(tc.lr, bool) and tc.lr > 0
-            and tc.lr <= MAX_LR):
-        raise GNMError(f"train.lr={tc.lr!r} must be a positive number <= {MAX_LR:g}.")
-    for end in ("start", "end"):  # lr_scale is linear between the two, so they bound it
-        value = getattr(tc.lr_scale, end, None)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0 \
-                or not tc.lr * value <= MAX_LR:
-            raise GNMError(f"train.lr_scale.{end}={value!r} must be a number >= 0 with "
-                           f"train.lr · train.lr_scale.{end} <= {MAX_LR:g}.")
-    limit = tc.time_limit_s
-    if isinstance(limit, bool) or not isinstance(limit, (int, float)) or not limit >= 0 \
-            or math.isinf(limit):
-        raise GNMError(f"train.time_limit_s={limit!r} must be a number of seconds >= 0 "
-                       "(0: no limit).")
 
 
 def _images(batch: Any) -> torch.Tensor:
@@ -177,21 +152,6 @@ def _judge_samples(model: nn.Module, dataset: str, step: int, tc: TrainConfig,
             "judge_s": time.perf_counter() - t0}
 
 
-def _stop_non_finite(step: int, what: str, newest: str | None) -> None:
-    """Raise the trainer's non-finite stop: ``what`` became NaN/inf at ``step``."""
-    raise GNMError(f"training stopped at step {step}: {what} became non-finite (NaN or inf); "
-                   f"the newest checkpoint {newest or '(none yet)'} is intact, so lower "
-                   "train.lr and resume with --resume.")
-
-
-@torch.no_grad()
-def _finite_params(params: list[nn.Parameter]) -> bool:
-    """Whether every parameter is finite (one host sync; done before each checkpoint)."""
-    if not params:
-        return True
-    return bool(torch.stack([p.isfinite().all() for p in params]).all())
-
-
 def _chunks(n: int, size: int) -> list[int]:
     return [min(size, n - i) for i in range(0, n, size)]
 
@@ -253,7 +213,7 @@ def train(cfg: Config | None, out_dir: str | Path, resume: bool = False,
         raise GNMError(f"no config given and {run_dir} holds no checkpoint to resume; "
                        "pass a config (e.g. --preset NAME).")
     check_config(cfg)  # every key's type and range (train.LIMITS, model.LIMITS, ...)
-    _check_config(cfg.train)  # the learning-rate bounds and time limit the LIMITS table lacks
+    check_train_settings(cfg.train)  # lr bounds and time limit, beyond the LIMITS table
     tc = cfg.train
 
     ctx = distributed.setup(tc.device)
@@ -357,13 +317,13 @@ def train(cfg: Config | None, out_dir: str | Path, resume: bool = False,
             if bad:
                 terms = [k for k in bad if k != "grad_norm"]
                 what = f"loss term(s) {first_few(terms)}" if terms else "the gradient"
-                _stop_non_finite(step, what, newest)
+                stop_non_finite(step, what, newest, in_forward=True)
             try:
                 optimizer.step()
             except RuntimeError as exc:  # a step size beyond float32 (lr · lr_scale too large)
                 if "overflow" not in str(exc):
                     raise
-                _stop_non_finite(step, f"the optimiser's step size (lr {group['lr']:g})",
+                stop_non_finite(step, f"the optimiser's step size (lr {group['lr']:g})",
                                  newest)
 
             for k, v in values.items():
@@ -393,8 +353,8 @@ def train(cfg: Config | None, out_dir: str | Path, resume: bool = False,
                 logger.log(record)
 
             if step % tc.ckpt_every == 0 or final:
-                if not _finite_params(params):  # never save diverged weights as a checkpoint
-                    _stop_non_finite(step, "the weights", newest)
+                if not finite_params(params):  # never save diverged weights as a checkpoint
+                    stop_non_finite(step, "the weights", newest)
                 if ctx.is_main:
                     newest = str(save_checkpoint(
                         run_dir, step, model, optimizer, cfg, {**data_order, "step": step},
