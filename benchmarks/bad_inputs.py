@@ -25,6 +25,7 @@ import argparse
 import contextlib
 import errno
 import importlib
+import importlib.util
 import io
 import shutil
 import sys
@@ -76,6 +77,7 @@ class Workspace:
 
     root: Path
     tmp: Path = field(init=False)
+    train: list[str] = field(default_factory=lambda: list(TRAIN))  # the tiny GNM's train argv
     _made: dict[str, Path] = field(default_factory=dict)
     _stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
 
@@ -273,7 +275,18 @@ def judge_cases() -> list[Case]:
     ]
 
 
-GROUPS: list[Callable[[], list[Case]]] = [write_cases, config_cases, judge_cases]
+def train_resume_data_cases() -> list[Case]:
+    """Training settings, --resume over damaged runs, data make over damaged exports: the cases
+    of ``bad_inputs_train.py`` beside this file."""
+    path = Path(__file__).with_name("bad_inputs_train.py")
+    spec = importlib.util.spec_from_file_location("bad_inputs_train", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return [Case(**fields) for fields in module.cases(TRAIN)]
+
+
+GROUPS: list[Callable[[], list[Case]]] = [write_cases, config_cases, judge_cases,
+                                          train_resume_data_cases]
 
 
 # ---------------------------------------------------------------------------- running

@@ -325,3 +325,22 @@ def test_resume_over_a_damaged_metrics_log(one_step_run, tmp_path, capsys):
     assert cli.main(train_argv(run, "train.steps=2", resume=True)) == 0
     steps = [json.loads(x)["step"] for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert steps == [1, 2]
+
+
+def test_sampling_a_diverged_checkpoint_is_refused(one_step_run, tmp_path, capsys):
+    """NaN weights would give NaN images, which the uint8/PNG writes turn into black silently."""
+    run = copy_run(one_step_run, tmp_path)
+
+    def poison(state):
+        state["model"]["encoder.0.bias"][0] = float("nan")
+        state["model"]["encoder.0.weight"].view(-1)[3] = float("inf")
+
+    _edit_checkpoint(run, poison)
+    out = tmp_path / "s.npz"
+    assert cli.main(["sample", str(run), "--n", "2", "--out", str(out)]) == 2
+    n = len(torch.load(list_checkpoints(run)[0], weights_only=True)["model"])
+    assert error_line(capsys) == (
+        f"gnm: error: weights in {run}/checkpoints/step_00000001.pt hold NaN or inf values (2 of "
+        f"{n} tensors, e.g. 'encoder.0.bias'): the run diverged; use an earlier checkpoint, or "
+        "retrain with a lower train.lr.")
+    assert not out.exists()

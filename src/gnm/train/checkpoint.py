@@ -273,7 +273,19 @@ def load_model(path: str | Path, device: str | torch.device = "cpu",
         first = str(exc).strip().splitlines()[-1].strip()
         raise GNMError(f"weights in {where} do not fit the model their config builds "
                        f"({first}); they come from another model version.") from exc
+    _check_finite(weights, where)
     return model.to(device).eval()
+
+
+def _check_finite(weights: dict[str, torch.Tensor], where: Path) -> None:
+    """One sentence if any floating-point tensor holds NaN or inf (a diverged run's weights
+    would otherwise give NaN images, which PNG and uint8 writes turn silently into black)."""
+    bad = sorted(k for k, v in weights.items()
+                 if v.is_floating_point() and not bool(torch.isfinite(v).all()))
+    if bad:
+        raise GNMError(f"weights in {where} hold NaN or inf values ({len(bad)} of "
+                       f"{len(weights)} tensors, e.g. {bad[0]!r}): the run diverged; use an "
+                       "earlier checkpoint, or retrain with a lower train.lr.")
 
 
 def _fit_keys(model: nn.Module, weights: dict[str, torch.Tensor]) -> tuple[list[str], list[str]]:
