@@ -46,6 +46,7 @@ from gnm.eval.stats import wilson_interval
 #: at P(reject) >= 0.7.
 PLAUSIBLE = 0.1
 REJECT_AT = 0.7
+LABEL_RATIO = 0.0
 POSITION_TOL = 6.0
 MIN_IMAGES = 20
 REASONS = ("ok", "wrong_count", "wrong_quadrant", "unrecognised", "wrong_class", "non_diagonal",
@@ -72,6 +73,13 @@ def _quadrant(c: tuple[float, float]) -> int:
     return (1 if not bottom else 2) if right else (0 if not bottom else 3)
 
 
+def _implausible(logp: np.ndarray, i: int, c: int) -> bool:
+    """Whether label ``c`` of object ``i`` is implausible: P < :data:`PLAUSIBLE`, or below
+    :data:`LABEL_RATIO` times the object's most likely digit."""
+    return bool(logp[i, c] < math.log(PLAUSIBLE)
+                or (LABEL_RATIO > 0 and logp[i, c] < math.log(LABEL_RATIO) + logp[i, :10].max()))
+
+
 def _check_mnist4(cents, logp, top) -> tuple[str, list[int], bool]:
     quads = [_quadrant(c) for c in cents]
     if sorted(quads) != [0, 1, 2, 3]:
@@ -83,7 +91,7 @@ def _check_mnist4(cents, logp, top) -> tuple[str, list[int], bool]:
     labels = [0] * 4
     for q, i in enumerate(order):
         labels[i] = labels_q[q]
-    if any(lp[q, labels_q[q]] < math.log(PLAUSIBLE) for q in range(4)):
+    if any(_implausible(lp, q, labels_q[q]) for q in range(4)):
         return "wrong_class", labels, False
     c = [cents[i] for i in order]
     s = REFERENCE_SIZE
@@ -125,7 +133,7 @@ def _check_mnist10(cents, logp, top) -> tuple[str, list[int], bool]:
     if best is None:
         return "wrong_quadrant", [], False
     _, sets, labels = best
-    if any(logp[i, c] < math.log(PLAUSIBLE) for i, c in enumerate(labels)):
+    if any(_implausible(logp, i, c) for i, c in enumerate(labels)):
         return "wrong_class", labels, False
     strict = all(top[i] == labels[i] for i in range(len(labels)))
     quad_of_set = {s: k for k, s in enumerate(sets)}
