@@ -47,6 +47,11 @@ from gnm.eval.stats import wilson_interval
 PLAUSIBLE = 0.1
 REJECT_AT = 0.7
 LABEL_RATIO = 0.0
+REJECT_TOP = False
+#: The judge's version, recorded in every result (``judge_version``); bumped whenever the
+#: classifier weights, the thresholds or the rules change, since S-Acc values of different
+#: versions are not comparable. 1: the first judge; 2: see docs/judge.md.
+JUDGE_VERSION = 2
 POSITION_TOL = 6.0
 MIN_IMAGES = 20
 REASONS = ("ok", "wrong_count", "wrong_quadrant", "unrecognised", "wrong_class", "non_diagonal",
@@ -158,7 +163,10 @@ def _decide(dataset: str, cents, probs: np.ndarray) -> Verdict:
     logp = np.log(np.clip(probs, 1e-12, 1.0))
     check = _check_mnist4 if rule == "mnist4" else _check_mnist10
     reason, labels, strict = check(cents, logp, top)
-    if reason != "wrong_quadrant" and (probs[:, REJECT] >= REJECT_AT).any():
+    unrecognised = probs[:, REJECT] >= REJECT_AT
+    if REJECT_TOP:
+        unrecognised |= probs.argmax(1) == REJECT
+    if reason != "wrong_quadrant" and unrecognised.any():
         reason = "unrecognised"
     v.reason, v.labels, v.ok = reason, labels, reason == "ok"
     v.strict_ok = v.ok and strict
@@ -206,7 +214,8 @@ def judge_images(images: Any, dataset: str, classifier: DigitNet | None = None,
         dataset: ``mnist4``, ``mnist10`` or ``mnist4_10``.
         classifier: a loaded :class:`DigitNet` (default: the shipped weights).
     Returns:
-        ``{"sacc", "ci95": [lo, hi], "sacc_strict", "n", "reasons": {reason: count},
+        ``{"dataset", "judge_version", "sacc", "ci95": [lo, hi], "sacc_strict", "n",
+        "reasons": {reason: count},
         "verdicts": [Verdict as dict, ...]}``.
     """
     check_dataset(dataset)
@@ -223,7 +232,8 @@ def judge_images(images: Any, dataset: str, classifier: DigitNet | None = None,
     counts = {r: 0 for r in REASONS}
     for v in verdicts:
         counts[v.reason] += 1
-    return {"dataset": dataset, "sacc": k / n, "ci95": list(wilson_interval(k, n)),
+    return {"dataset": dataset, "judge_version": JUDGE_VERSION, "sacc": k / n,
+            "ci95": list(wilson_interval(k, n)),
             "sacc_strict": sum(v.strict_ok for v in verdicts) / n, "n": n, "reasons": counts,
             "verdicts": [asdict(v) for v in verdicts]}
 

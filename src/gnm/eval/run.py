@@ -106,7 +106,8 @@ def evaluate(model_path: str | Path, metrics: list[str], out: str | Path, n: int
 
         r = judge_images(samples, dataset, progress=progress)
         result["sacc"] = r["sacc"]
-        result["details"]["sacc"] = {k: r[k] for k in ("ci95", "sacc_strict", "n", "reasons")}
+        result["details"]["sacc"] = {k: r[k] for k in ("judge_version", "ci95", "sacc_strict",
+                                                        "n", "reasons")}
     if "dsteps" in todo:
         from gnm.eval.discriminability import d_steps
 
