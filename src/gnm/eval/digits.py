@@ -189,7 +189,8 @@ def make_rejects(digits: torch.Tensor, g: torch.Generator,
                  labels: torch.Tensor | None = None) -> torch.Tensor:
     """Non-digit marks ``[N, 1, 28, 28]`` built from ``digits`` (same shape; ``labels`` their
     classes, if known): eight kinds, mixed. Kinds 5-7 (scribbles, half-erased digits, digits
-    overlaid 2.5-6 px apart) were added for judge version 2."""
+    overlaid 2.5-6 px apart) were added for judge version 2, as was the 14-px resampling of
+    40% (how 64-px scenes show them)."""
     n = digits.shape[0]
     kind = torch.randint(0, 8, (n,), generator=g)
     out = torch.zeros_like(digits)
@@ -236,7 +237,13 @@ def make_rejects(digits: torch.Tensor, g: torch.Generator,
             dy, dx = int(round(rad * math.sin(a))), int(round(rad * math.cos(a)))
             out[i] = torch.maximum(d, torch.roll(digits[j], shifts=(dy, dx), dims=(1, 2)))
     out = _recentre(out)
-    return ink_mask(blur(out, torch.rand(n, generator=g) * 0.8).clamp(0, 1))
+    out = blur(out, torch.rand(n, generator=g) * 0.8)
+    low = torch.rand(n, generator=g) < 0.4  # v2: as 64-px scenes show them, like the digits
+    if low.any():
+        y = F.interpolate(out[low], size=(14, 14), mode="area")
+        out[low] = F.interpolate(y, size=(28, 28), mode="bilinear", align_corners=False)
+        out[low] = out[low] / out[low].amax((1, 2, 3), keepdim=True).clamp_min(1e-3)
+    return ink_mask(out.clamp(0, 1))
 
 
 # ----------------------------------------------------------------------------- train / load
