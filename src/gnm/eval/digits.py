@@ -2,13 +2,17 @@
 
 Input: a 28×28 crop framed like an MNIST field (mass-centred), floats in [0, 1], as produced by
 :func:`gnm.eval.objects.crop_object` from a 128-px scene. Training uses MNIST train digits
-0..54,999 with augmentation that mimics generated scenes (scale, rotation, shift, blur, dimming,
-the 64→128 px resampling of CPU-scale models, and the crop's ink masking), and synthetic reject
-examples: blobs, two merged digits, scribbles (3-5 random strokes), heavy blur and shuffled
-tiles. (Single strokes and small fragments are not used: they are too often a fair "1".)
+0..54,999 with augmentation that mimics generated scenes (stroke width, scale, rotation, shift,
+blur, dimming, the 64→128 px resampling of CPU-scale models, and the crop's ink masking), and
+synthetic reject examples (a quarter of each batch): blobs, two merged digits, scribbles of
+straight strokes, heavy blur, shuffled tiles, and since judge version 2 pen scribbles,
+half-erased digits and digits overlaid 2.5-6 px apart, 40% of them resampled through 14 px.
+(Single strokes and small fragments are not used: they are too often a fair "1".)
 
-Shipped weights: ``gnm/assets/judge_digits.safetensors`` (fp16), made by
-``python -m gnm.eval.digits --out src/gnm/assets/judge_digits.safetensors``.
+Shipped weights: ``gnm/assets/judge_digits.safetensors`` (fp16; judge version 2), made from
+scratch by ``python -m gnm.eval.digits --out src/gnm/assets/judge_digits.safetensors``
+(3,000 steps of 128, seed 0, one thread: about 8 minutes); the training report is stored in
+the file's metadata (99.33% on MNIST test, 0.32% of test digits rejected).
 """
 
 from __future__ import annotations
@@ -247,8 +251,8 @@ def make_rejects(digits: torch.Tensor, g: torch.Generator,
 
 
 # ----------------------------------------------------------------------------- train / load
-def train_digit_classifier(mnist, steps: int = 6000, batch_size: int = 128, lr: float = 2e-3,
-                           reject_fraction: float = 0.2, seed: int = 0, progress: bool = True,
+def train_digit_classifier(mnist, steps: int = 3000, batch_size: int = 128, lr: float = 2e-3,
+                           reject_fraction: float = 0.25, seed: int = 0, progress: bool = True,
                            init: str | Path | None = None) -> tuple[DigitNet, dict]:
     """Train :class:`DigitNet` on MNIST train digits 0..54,999; report MNIST test accuracy.
 
@@ -341,12 +345,12 @@ def main() -> None:
     """``python -m gnm.eval.digits``: train and save the judge classifier."""
     p = argparse.ArgumentParser(description="train the S-Acc judge's digit classifier")
     p.add_argument("--out", required=True)
-    p.add_argument("--steps", type=int, default=6000)
+    p.add_argument("--steps", type=int, default=3000)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=1)
     p.add_argument("--data-dir", default=None)
     p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--reject-fraction", type=float, default=0.2)
+    p.add_argument("--reject-fraction", type=float, default=0.25)
     p.add_argument("--init", default=None, help="weights to fine-tune (default: train afresh)")
     args = p.parse_args()
     from gnm.data.mnist import load_mnist
