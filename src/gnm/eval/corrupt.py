@@ -21,7 +21,9 @@ one thing; the judge must reject the result. Kinds (``KINDS``):
                       left or right half of a wide one: a left/right cut of a tall digit often
                       leaves a fair digit, e.g. the right half of an 8 is a 3)
 ``merged_digits``     one cell holds two digits of different classes overlaid 2-5 px apart (at
-                      128 px), so they form one blob of a digit's size
+                      128 px), so they form one blob of a digit's size; the second digit must
+                      add ink outside the first worth 30% of its ink (a 1 drawn inside an 8 is
+                      still an 8)
 ``wrong_class_cell``  one digit is replaced by an MNIST digit of a class that does not belong in
                       its cell: MNIST-4, a class absent from the scene; MNIST-10 (where every
                       class is present), a class of another quadrant's class set
@@ -85,6 +87,33 @@ def scribble(rng: np.random.Generator, patch: np.ndarray, box) -> np.ndarray:
             break
     ink = ndimage.gaussian_filter(ink, 0.5 * s)
     return np.clip(ink / max(ink.max(), 1e-6) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
+def _visible_overlay(own: np.ndarray, other: np.ndarray, dx: int, dy: int) -> bool:
+    """Whether ``other`` placed ``(dx, dy)`` px from ``own`` (uint8 fields) adds ink pixels
+    (>= 32) outside ``own``'s ink amounting to at least 30% of it."""
+    p, m = own.shape[0], max(abs(dx), abs(dy))
+    a = np.zeros((p + 2 * m, p + 2 * m), bool)
+    b = a.copy()
+    a[m:m + p, m:m + p] = own >= 32
+    b[m + dy:m + dy + p, m + dx:m + dx + p] = other >= 32
+    return (b & ~a).sum() >= 0.3 * a.sum()
+
+
+def _second_digit(gen: SceneGenerator, rng: np.random.Generator, item, label: int):
+    """``(patch, x, y)`` of a digit of another class 2-5 px (at 128 px) from the field of
+    ``item`` (``[pool_index, quadrant, x, y]``) that visibly adds to it
+    (:func:`_visible_overlay`; the first of 20 draws that does, else the last draw)."""
+    scale, size, p = gen.size / 128, gen.size, gen.patch
+    for _ in range(20):
+        other = gen.pick(rng, int(rng.choice(sorted(set(range(10)) - {label}))))
+        angle, dist = rng.uniform(0, 2 * np.pi), rng.uniform(2.0, 5.0) * scale
+        x = int(np.clip(round(item[2] + dist * np.cos(angle)), 0, size - p))
+        y = int(np.clip(round(item[3] + dist * np.sin(angle)), 0, size - p))
+        if _visible_overlay(gen.pool.patches[item[0]], gen.pool.patches[other],
+                            x - item[2], y - item[3]):
+            break
+    return gen.pool.patches[other], x, y
 
 
 def half_erase(rng: np.random.Generator, patch: np.ndarray, box) -> np.ndarray:
@@ -192,12 +221,7 @@ def corrupted_scene(gen: SceneGenerator, index: int, kind: str) -> np.ndarray:
     elif kind == "half_erased":
         patches[victim] = half_erase(rng, patches[victim], pool.ink[items[victim][0]])
     elif kind == "merged_digits":
-        other = gen.pick(rng, int(rng.choice(sorted(set(range(10)) - {labels[victim]}))))
-        angle = rng.uniform(0, 2 * np.pi)
-        dist = rng.uniform(2.0, 5.0) * scale
-        x = int(np.clip(round(items[victim][2] + dist * np.cos(angle)), 0, size - p))
-        y = int(np.clip(round(items[victim][3] + dist * np.sin(angle)), 0, size - p))
-        extra.append((pool.patches[other], x, y))
+        extra.append(_second_digit(gen, rng, items[victim], labels[victim]))
     elif kind == "wrong_class_cell":
         if rule == "mnist4":
             wrong = sorted(set(range(10)) - set(labels))

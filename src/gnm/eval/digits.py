@@ -6,7 +6,8 @@ Input: a 28×28 crop framed like an MNIST field (mass-centred), floats in [0, 1]
 blur, dimming, the 64→128 px resampling of CPU-scale models, and the crop's ink masking), and
 synthetic reject examples (a quarter of each batch): blobs, two merged digits, scribbles of
 straight strokes, heavy blur, shuffled tiles, and since judge version 2 pen scribbles,
-half-erased digits and digits overlaid 2.5-6 px apart, 40% of them resampled through 14 px.
+half-erased digits and digits overlaid 2.5-6 px apart (the second adding at least 30% more
+ink), 40% of them resampled through 14 px.
 (Single strokes and small fragments are not used: they are too often a fair "1".)
 
 Shipped weights: ``gnm/assets/judge_digits.safetensors`` (fp16; judge version 2), made from
@@ -106,12 +107,15 @@ def ink_mask(x: torch.Tensor, ink: float = 0.3) -> torch.Tensor:
 
 def augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     """Digits ``[N, 1, 28, 28]`` in [0, 1] -> renderings like those in generated scenes
-    (judge version 2 added the stroke width: 25% are made bolder, 10% thinner, by 1 px)."""
+    (judge version 2 added the stroke width: 20% are made 1 px bolder, 10% 2 px bolder, 10%
+    1 px thinner)."""
     n = x.shape[0]
     w = torch.rand(n, generator=g)
-    bold, thin = w < 0.25, w > 0.9
+    bold, bolder, thin = w < 0.2, (w >= 0.2) & (w < 0.3), w > 0.9
     if bold.any():
         x[bold] = F.max_pool2d(F.pad(x[bold], (0, 1, 0, 1)), 2, 1)
+    if bolder.any():
+        x[bolder] = F.max_pool2d(x[bolder], 3, 1, 1)
     if thin.any():
         x[thin] = -F.max_pool2d(F.pad(-x[thin], (0, 1, 0, 1)), 2, 1)
     x = warp(x, g)
@@ -232,14 +236,21 @@ def make_rejects(digits: torch.Tensor, g: torch.Generator,
             out[i, 0] = _scribble(g) * (0.7 + 0.3 * r[0])
         elif k == 6:  # half of a digit
             out[i] = _half_erased(d, r)
-        else:  # two digits of different classes overlaid 2.5-6 px apart
-            j = (i + 1 + int(r[0] * (n - 1))) % n
-            if labels is not None:
-                others = (labels != labels[i]).nonzero()
-                j = int(others[int(r[0] * len(others))]) if len(others) else j
-            a, rad = float(r[1]) * 2 * math.pi, 2.5 + 3.5 * float(r[2])
-            dy, dx = int(round(rad * math.sin(a))), int(round(rad * math.cos(a)))
-            out[i] = torch.maximum(d, torch.roll(digits[j], shifts=(dy, dx), dims=(1, 2)))
+        else:  # two digits of different classes overlaid 2.5-6 px apart, visibly two
+            for _ in range(8):
+                j = (i + 1 + int(torch.randint(0, n - 1, (1,), generator=g))) % n
+                if labels is not None:
+                    others = (labels != labels[i]).nonzero()
+                    if len(others):
+                        j = int(others[torch.randint(0, len(others), (1,), generator=g)])
+                a, rad = torch.rand(2, generator=g)
+                a, rad = float(a) * 2 * math.pi, 2.5 + 3.5 * float(rad)
+                dy, dx = int(round(rad * math.sin(a))), int(round(rad * math.cos(a)))
+                second = torch.roll(digits[j], shifts=(dy, dx), dims=(1, 2))
+                own = d >= 0.3
+                if ((second >= 0.3) & ~own).sum() >= 0.3 * own.sum():
+                    break
+            out[i] = torch.maximum(d, second)
     out = _recentre(out)
     out = blur(out, torch.rand(n, generator=g) * 0.8)
     low = torch.rand(n, generator=g) < 0.4  # v2: as 64-px scenes show them, like the digits
