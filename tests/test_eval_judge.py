@@ -66,11 +66,24 @@ def test_unrecognised_and_plausible_labels():
     assert v.reason == "unrecognised"
     p = _probs([3, 4, 5, 6])
     p[1] = 0.0
-    p[1, 4], p[1, 9] = 0.3, 0.7  # looks more like a 9, but a 4 is plausible (>= 0.1)
+    p[1, 4], p[1, 9] = 0.3, 0.7  # looks more like a 9, but a 4 is plausible (>= 0.05)
     v = J._decide("mnist4", MIRROR4, p)
     assert v.ok and not v.strict_ok and v.labels == [3, 4, 5, 6]
-    p[1, 4], p[1, 9] = 0.05, 0.95  # a 4 is no longer plausible (< 0.1)
+    p[1, 4], p[1, 9] = 0.06, 0.94  # still plausible (>= 0.05)
+    assert J.PLAUSIBLE == 0.05 and J._decide("mnist4", MIRROR4, p).ok
+    p[1, 4], p[1, 9] = 0.04, 0.96  # a 4 is no longer plausible (< 0.05)
     assert J._decide("mnist4", MIRROR4, p).reason == "wrong_class"
+
+
+def test_v2_mostly_reject_object_cannot_take_a_label():
+    """The issue's case: version 1 gave the missing digit to an object whose top class is
+    reject (P(reject) 0.65 < 0.7, P(4) 0.3 >= PLAUSIBLE) and passed the scene."""
+    p = _probs([3, 4, 5, 6])
+    p[1] = 0.0
+    p[1, 10], p[1, 4], p[1, 9] = 0.65, 0.3, 0.05
+    assert J.REJECT_AT <= 0.65 and J._decide("mnist4", MIRROR4, p).reason == "unrecognised"
+    p[1, 10], p[1, 4] = 0.55, 0.4  # below REJECT_AT with a plausible 4: a poor but fair digit
+    assert J._decide("mnist4", MIRROR4, p).ok
 
 
 def _mnist10_layout(swap13=False, swap24=False):
@@ -142,15 +155,112 @@ def test_judge_passes_fake_scenes_and_rejects_corruptions(fake_mnist, dataset):
     images, _ = gen.batch(range(60))
     r = J.judge_images(images, dataset, classifier=IntensityClassifier(), progress=False)
     assert r["sacc"] == 1.0 and r["n"] == 60 and r["reasons"]["ok"] == 60
+    assert r["judge_version"] == J.JUDGE_VERSION == 2
     lo, hi = r["ci95"]
     assert lo < 1.0 == hi
     rule = "mnist10" if dataset == "mnist10" else "mnist4"
-    for kind in ("wrong_order", "broken_symmetry", "missing_digit", "duplicated_class"):
+    # Scribbles are drawn at full intensity, which the fake classifier reads as reject.
+    for kind in ("wrong_order", "broken_symmetry", "missing_digit", "duplicated_class",
+                 "wrong_class_cell", "stroke_digit", "stroke_digits_3"):
         idx = [i for i in range(200) if gen.layout(i)[0] == rule][:30]
         bad = corrupted_batch(gen, idx, kind)
         r = J.judge_images(bad, dataset, classifier=IntensityClassifier(), progress=False,
                            min_images=20)
         assert r["sacc"] <= 0.05, (kind, r["reasons"])
+
+
+# --------------------------------------------------------------------------- corruptions
+def _victim(gen, index: int, image: np.ndarray):
+    """The digits whose ink (in the clean scene) ``image`` changed: [(class, x, y)], clean."""
+    _, placements, _ = gen.layout(index)
+    clean = gen[index].image
+    p = gen.patch
+    changed = []
+    for k, _, x, y in placements:
+        ink = gen.pool.patches[k] >= 32
+        if (clean[y:y + p, x:x + p][ink] != image[y:y + p, x:x + p][ink]).any():
+            changed.append((int(gen.pool.labels[k]), x, y))
+    return changed, clean
+
+
+def test_scribble_keeps_mass_and_box_but_not_the_shape():
+    from gnm.eval.corrupt import scribble
+
+    gen = SceneGenerator("mnist4", "test", 128, seed=0, mnist=make_real_or_fake())
+    rng = np.random.default_rng(0)
+    for k in range(40):
+        patch, (x0, y0, x1, y1) = gen.pool.patches[k], gen.pool.ink[k]
+        s = scribble(rng, patch, gen.pool.ink[k])
+        assert s.shape == patch.shape and s.dtype == np.uint8 and s.max() == 255
+        assert 0.7 < s.sum() / patch.sum() < 1.6, k
+        ys, xs = np.nonzero(s >= 32)
+        grow = max(0.0, 0.6 * (y1 - y0) - (x1 - x0)) / 2 + 2
+        assert ys.min() >= y0 - 2 and ys.max() < y1 + 2, k
+        assert xs.min() >= x0 - grow and xs.max() < x1 + grow, k
+        assert (s >= 32).sum() != (patch >= 32).sum() or (s != patch).any()
+
+
+def test_half_erase_cuts_across_the_longer_side():
+    from gnm.eval.corrupt import half_erase
+
+    patch = np.zeros((28, 28), np.uint8)
+    patch[4:24, 10:18] = 200  # tall ink box: rows 4..23
+    halves = {half_erase(np.random.default_rng(s), patch, (10, 4, 18, 24)).nonzero()[0].min()
+              for s in range(8)}
+    assert halves == {4, 14}  # top kept (rows 4..13) or bottom kept (rows 14..23)
+    for s in range(8):
+        out = half_erase(np.random.default_rng(s), patch, (10, 4, 18, 24))
+        assert out.sum() == patch.sum() // 2
+        assert np.array_equal(np.nonzero(out)[1].min(), 10)  # the full width stays
+    wide = patch.T.copy()
+    out = half_erase(np.random.default_rng(0), wide, (4, 10, 24, 18))
+    assert out.sum() == wide.sum() // 2 and np.ptp(np.nonzero(out)[0]) == 7
+
+
+@pytest.mark.parametrize("dataset", ["mnist4", "mnist10"])
+def test_new_corruptions_change_one_cell(fake_mnist, dataset):
+    gen = SceneGenerator(dataset, "test", 128, seed=0, mnist=fake_mnist)
+    for i in range(10):
+        labels = [int(gen.pool.labels[k]) for k, *_ in gen.layout(i)[1]]
+        wrong = corrupted_batch(gen, [i], "wrong_class_cell")[0]
+        changed, _ = _victim(gen, i, wrong)
+        assert len(changed) == 1
+        cls, x, y = changed[0]
+        new = _class_at(wrong, x, y, gen.patch)
+        own = next(s for s in J.MNIST10_SETS if cls in s) if dataset == "mnist10" else labels
+        assert new not in own
+        for kind, n in (("stroke_digit", 1), ("stroke_digits_3", 3), ("half_erased", 1)):
+            assert len(_victim(gen, i, corrupted_batch(gen, [i], kind)[0])[0]) == n, kind
+
+
+@pytest.mark.mnist
+def test_merged_digits_add_a_second_digit_within_one_cell():
+    gen = SceneGenerator("mnist4", "test", 128, seed=0, mnist=_real_mnist())
+    for i in range(10):
+        merged = corrupted_batch(gen, [i], "merged_digits")[0]
+        clean = gen[i].image
+        assert (merged >= clean).all() and (merged > clean).sum() > 20
+        ys, xs = np.nonzero(merged > clean)
+        near = [(x, y) for _, _, x, y in gen.layout(i)[1]  # fields within 5 px of the new ink
+                if xs.min() >= x - 5 and xs.max() < x + 33 and ys.min() >= y - 5
+                and ys.max() < y + 33]
+        assert len(near) == 1
+
+
+def _class_at(image: np.ndarray, x: int, y: int, p: int) -> int:
+    from tests.conftest import class_from_value
+
+    return class_from_value(image[y:y + p, x:x + p].max())
+
+
+def make_real_or_fake():
+    """Real MNIST if present (scribbles are sized from real ink boxes), else the fake digits."""
+    from gnm.data.mnist import MNIST_FILES, load_mnist, mnist_dir
+    from tests.conftest import make_fake_mnist
+
+    if all((mnist_dir() / f).exists() for f in MNIST_FILES):
+        return load_mnist(allow_download=False)
+    return make_fake_mnist()
 
 
 def test_judge_input_errors(fake_mnist):
@@ -207,7 +317,7 @@ def test_validation_goals_on_real_digits(dataset):
     mnist = _real_mnist()
     gen = SceneGenerator(dataset, "test", 128, seed=1, mnist=mnist)
     r = J.judge_images(gen.batch(range(300))[0], dataset, progress=False)
-    assert r["sacc"] >= 0.97, r["reasons"]
+    assert r["sacc"] >= 0.95, r["reasons"]
     for kind in KINDS[dataset]:
         r = J.judge_images(corrupted_batch(gen, range(60), kind), dataset, progress=False)
         assert 1 - r["sacc"] >= 0.95, (kind, r["reasons"])

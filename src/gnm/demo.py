@@ -194,7 +194,8 @@ def model_sections(model: torch.nn.Module, cfg: Any, out: Path, n: int, seed: in
         trav = choose_traversals(model, x)
         all_figures(model, x[:16], out, seed=seed, traversals=trav)
     metrics = {
-        "dataset": dataset, "sacc": res["sacc"], "ci95": res["ci95"], "n": res["n"],
+        "dataset": dataset, "judge_version": res["judge_version"], "sacc": res["sacc"],
+        "ci95": res["ci95"], "n": res["n"],
         "sacc_strict": res["sacc_strict"], "reasons": res["reasons"],
         "objects_per_sample": float(np.mean([v["n_objects"] for v in res["verdicts"]])),
         "objects_inferred_per_test_scene": inferred,

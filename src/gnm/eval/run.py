@@ -168,7 +168,8 @@ def _stage_sacc(c: _Context) -> None:
 
     r = judge_images(c.samples, c.cfg.data.dataset, progress=c.progress)
     c.result["sacc"] = r["sacc"]
-    c.result["details"]["sacc"] = {k: r[k] for k in ("ci95", "sacc_strict", "n", "reasons")}
+    c.result["details"]["sacc"] = {k: r[k] for k in ("judge_version", "ci95", "sacc_strict",
+                                                      "n", "reasons")}
 
 
 def _stage_dsteps(c: _Context) -> None:
