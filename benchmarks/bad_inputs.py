@@ -43,7 +43,7 @@ from gnm.testing import break_writes, synthetic_mnist
 
 VERDICTS = ("ok", "TRACEBACK", "SILENT", "WRONG", "HALF-WRITTEN")
 #: A tiny GNM (32 px) for every case that needs a trained model or trains one.
-TINY = {"img_size": 32, "enc_filters": "[8,16,32]", "enc_kernels": "[4,4,4]",
+TINY = {"enc_filters": "[8,16,32]", "enc_kernels": "[4,4,4]",
         "enc_strides": "[2,2,2]", "draw_steps": 1, "z_step_dim": 4, "draw_hidden": 8,
         "draw_input": 4, "interaction_hidden": "[16]", "gdec_hidden": "[16]",
         "struct_hidden": "[8]", "z_what_dim": 4, "glimpse_filters": "[8]",

@@ -70,7 +70,7 @@ def _model_and_images(preset: str, batch: int, device: torch.device | str = "cpu
     """A freshly initialised ``preset`` model and ``batch`` uniform random images
     ``[batch, C, H, W]`` of its size, both on ``device``."""
     model = build_model(preset).to(device)
-    size, ch = model.config.img_size, model.config.channels
+    size, ch = model.img_size, model.channels
     return model, torch.rand(batch, ch, size, size, device=device)
 
 

@@ -71,7 +71,7 @@ def files_under(root: Path) -> list[str]:
 TRAIN = ["train", "--preset", "mnist4-cpu", "--set", "train.steps=1", "--set",
          "train.batch_size=2", "--set", "train.progress=false", "--set", "train.tensorboard=false",
          "--set", "train.sample_every=0", "--set", "data.size=32"] + [
-    x for k, v in {"img_size": 32, "enc_filters": "[8,16,32]", "enc_kernels": "[4,4,4]",
+    x for k, v in {"enc_filters": "[8,16,32]", "enc_kernels": "[4,4,4]",
                    "enc_strides": "[2,2,2]", "draw_steps": 1, "z_step_dim": 4,
                    "draw_hidden": 8, "draw_input": 4, "interaction_hidden": "[16]",
                    "gdec_hidden": "[16]", "struct_hidden": "[8]", "z_what_dim": 4,

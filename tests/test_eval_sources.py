@@ -67,7 +67,7 @@ def test_routes_take_the_link_they_name(fake_mnist):
 
 
 def test_route_images_on_a_tiny_gnm_are_seeded_and_shaped():
-    model = GNM(ModelConfig(**TINY)).eval()
+    model = GNM(ModelConfig(**TINY), size=32).eval()
     x = torch.rand(5, 1, 32, 32)
     a = S.route_images(model, x, seed=3, batch_size=2)
     b = S.route_images(model, x, seed=3, batch_size=2)
@@ -80,7 +80,8 @@ def test_route_images_on_a_tiny_gnm_are_seeded_and_shaped():
 
 
 def test_route_errors():
-    with pytest.raises(GNMError, match="lacks"):
+    with pytest.raises(GNMError, match="computing the structure-source routes needs a model "
+                       "that can reconstruct scenes, but it has no reconstruct method"):
         S.route_images(object(), torch.rand(2, 1, 8, 8))
     with pytest.raises(GNMError, match="N >= 1"):
-        S.route_images(GNM(ModelConfig(**TINY)), torch.rand(0, 1, 32, 32))
+        S.route_images(GNM(ModelConfig(**TINY), size=32), torch.rand(0, 1, 32, 32))

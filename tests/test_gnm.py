@@ -25,7 +25,7 @@ from gnm.presets import get_preset, preset_names
 
 # A very small 32-px model (4×4 grid, 8-px glimpses) for fast end-to-end tests (σ pinned to the
 # paper's 0.2, which the likelihood tests below compute by hand).
-TINY = dict(img_size=32, enc_filters=(8, 16, 32), enc_kernels=(4, 4, 4), enc_strides=(2, 2, 2),
+TINY = dict(enc_filters=(8, 16, 32), enc_kernels=(4, 4, 4), enc_strides=(2, 2, 2),
             draw_steps=2, z_step_dim=8, draw_hidden=16, draw_input=8, interaction_hidden=(64,),
             gdec_hidden=(64,), nomlp_hidden=16, struct_hidden=(32,), z_what_dim=8,
             glimpse_filters=(16, 8), glimpse_kernels=(1, 1, 3), glimpse_upscales=(2, 2, 2),
@@ -39,12 +39,12 @@ LATE = 10**7  # a step past every warm-up
 
 def tiny(**kw):
     torch.manual_seed(0)
-    return build_model("mnist4-cpu", **{**TINY, **kw})
+    return build_model("mnist4-cpu", **{"size": 32, **TINY, **kw})
 
 
 def images(model, b=2, seed=0):
     g = torch.Generator().manual_seed(seed)
-    c, s = model.config.channels, model.config.img_size
+    c, s = model.channels, model.img_size
     return torch.rand(b, c, s, s, generator=g)
 
 
@@ -101,8 +101,8 @@ KEYS = ["loss", "elbo", "recon_ll", "kl_global", "kl_bg", "kl_struct", "kl_pres"
 @pytest.mark.parametrize("preset", preset_names())
 def test_forward_contract_for_every_preset(preset):
     cfg = get_preset(preset)
-    assert cfg.data.size == cfg.model.img_size
     model = build_model(cfg)
+    assert (model.img_size, model.channels) == (cfg.data.size, cfg.data.channels)
     x = images(model)
     out = model(x, step=0)
     for key in KEYS:
@@ -244,18 +244,18 @@ def test_forward_is_deterministic_given_the_seed():
 
 # ---------------------------------------------------------------- building and errors
 def test_build_model_accepts_names_configs_and_overrides():
-    assert build_model("MNIST4_CPU").config.img_size == 64
+    assert build_model("MNIST4_CPU").img_size == 64
     assert gnm.build_model("mnist4-cpu", draw_steps=8).config.draw_steps == 8
     cfg = get_preset("mnist4-cpu")
     model = build_model(cfg, z_what_dim=12)
     assert model.config.z_what_dim == 12 and cfg.model.z_what_dim == 20  # input not mutated
     model.config.tau.end = 0.1
     assert cfg.model.tau.end == 0.5  # a deep copy
-    assert build_model(cfg.model).config == cfg.model
+    assert build_model(cfg.model, size=64).config == cfg.model  # a bare model config: give the size
     assert isinstance(build_model(Config()).config, ModelConfig)
     as_lists = {k: list(v) if isinstance(v, tuple) else v for k, v in TINY.items()}
-    from_dict = build_model(as_lists).config  # a dict, e.g. from config.json
-    assert from_dict.img_size == 32 and from_dict.enc_filters == (8, 16, 32)
+    from_dict = build_model(as_lists, size=32)  # a dict, e.g. from config.json
+    assert from_dict.img_size == 32 and from_dict.config.enc_filters == (8, 16, 32)
 
 
 def test_errors_name_the_problem():
@@ -267,11 +267,11 @@ def test_errors_name_the_problem():
     with pytest.raises(GNMError, match="unknown model field"):
         build_model("mnist4", z_wat_dim=3)
     with pytest.raises(GNMError, match="enc_strides"):
-        build_model("mnist4", img_size=96)
+        build_model("mnist4", size=96)
     with pytest.raises(GNMError, match="glimpse_kernels"):
         build_model("mnist4", glimpse_filters=(8,))
     with pytest.raises(GNMError, match="bg_upscales"):
-        build_model("mnist4", background=True, img_size=64,
+        build_model("mnist4", background=True, size=64,
                     enc_filters=(8, 8, 8, 8), enc_kernels=(4, 4, 4, 4), enc_strides=(2, 2, 2, 2))
 
 

@@ -13,7 +13,7 @@ from gnm.eval import run as eval_run
 from gnm.viz import figures
 from tests.test_eval_judge import IntensityClassifier
 
-TINY = {"img_size": 32, "enc_filters": [8, 16, 32], "enc_kernels": [4, 4, 4],
+TINY = {"enc_filters": [8, 16, 32], "enc_kernels": [4, 4, 4],
         "enc_strides": [2, 2, 2], "draw_steps": 2, "z_step_dim": 8, "draw_hidden": 16,
         "draw_input": 8, "interaction_hidden": [64], "gdec_hidden": [64], "struct_hidden": [32],
         "z_what_dim": 8, "glimpse_filters": [16, 8], "glimpse_kernels": [1, 1, 3],
@@ -41,7 +41,8 @@ def test_train_writes_run(run_dir):
     out, _ = run_dir
     lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert [x["step"] for x in lines] == [2, 4]
-    assert json.loads((out / "config.json").read_text())["model"]["img_size"] == 32
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["data"]["size"] == 32 and "img_size" not in saved["model"]
     assert sorted(p.name for p in (out / "checkpoints").iterdir())[-1].startswith("step_")
 
 

@@ -181,7 +181,13 @@ def _cmd_show(args: argparse.Namespace) -> int:
     cfg = load_config(args.model)
     model = load_model(args.model, device=args.device)
     x = real_test_scenes(cfg, 16, args.data_dir, args.seed)["image"].to(args.device)
-    paths = all_figures(model, x, args.out, seed=args.seed)
+    skipped: dict[str, str] = {}
+    paths = all_figures(model, x, args.out, seed=args.seed, skipped=skipped)
+    for name, why in skipped.items():
+        print(f"skipped {name}: {why}", file=sys.stderr)
+    if not paths:
+        raise GNMError(f"model {type(model).__name__} supports none of gnm show's pictures "
+                       f"({', '.join(skipped)}); see gnm/models/base.py for what they need.")
     print(f"wrote {len(paths)} pictures to {args.out}: {', '.join(p.name for p in paths.values())}")
     return 0
 
@@ -323,12 +329,28 @@ def _register_demo(sub: argparse._SubParsersAction) -> None:
 
 
 # --------------------------------------------------------------------------- main
+def import_modules(names: Sequence[str]) -> None:
+    """Import each module of ``gnm --import MODULE`` (one sentence if it cannot be imported)."""
+    import importlib
+
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            raise GNMError(f"--import {name}: cannot import it ({exc}); give a module on the "
+                           "Python path (e.g. my_models for my_models.py in the current "
+                           "folder).") from exc
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full ``gnm`` argument parser."""
     parser = argparse.ArgumentParser(
         prog="gnm", description="Generative Neurosymbolic Machines: data, training, sampling, "
         "evaluation.")
     parser.add_argument("--version", action="store_true", help="print the version and exit")
+    parser.add_argument("--import", dest="imports", action="append", default=[],
+                        metavar="MODULE", help="import MODULE first (repeatable): a module that "
+                        "registers a model of its own (gnm.models.registry.register_model)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for register in _COMMANDS:
         register(sub)
@@ -351,6 +373,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     reuse_freed_memory()  # fewer page faults on large temporaries (GNM_MALLOC=default: off)
     try:
+        import_modules(args.imports)
         return int(args.func(args) or 0)
     except GNMError as exc:
         print(f"gnm: error: {exc}", file=sys.stderr)

@@ -22,7 +22,9 @@ from typing import Any
 import yaml
 
 from gnm.errors import GNMError
+from gnm.models.config import GNMConfig, ModelConfig  # GNM's config; ModelConfig: old name
 from gnm.schedule import Schedule  # re-exported: the one curriculum type
+from gnm.train.config import TrainConfig
 
 
 @dataclass
@@ -30,14 +32,15 @@ class DataConfig:
     """Which scenes to train on."""
 
     dataset: str = "mnist4"  # mnist4 | mnist10 | mnist4_10
-    size: int = 128  # image side in pixels
+    size: int = 128  # image side in pixels (the model is built for this size)
+    channels: int = 1  # image channels: 1 for MNIST scenes, 3 for Arrow Room
     seed: int = 0  # scene generation seed (scene i is a function of seed, split, i)
     data_dir: str | None = None  # MNIST location; None -> $GNM_DATA or ./data
     num_workers: int = 0  # DataLoader worker processes
 
 
 #: Allowed ranges of DataConfig fields (see check_field); the generator needs >= 32 px.
-LIMITS = {"size": ">= 32", "seed": ">= 0", "num_workers": ">= 0"}
+LIMITS = {"size": ">= 32", "channels": ">= 1", "seed": ">= 0", "num_workers": ">= 0"}
 _KINDS = {int: "an integer", float: "a finite number", bool: "true or false", str: "a string",
           tuple[int, ...]: "a list of integers (e.g. [8, 16, 32])",
           tuple[float, ...]: "a list of finite numbers (e.g. [-1.6, 0.0, 0.0, 0.0])",
@@ -158,7 +161,9 @@ def to_dict(cfg: Any) -> dict[str, Any]:
 
 
 def set_override(cfg: Any, assignment: str) -> None:
-    """Apply one ``section.key=value`` override in place (value parsed as YAML)."""
+    """Apply one ``section.key=value`` override in place (value parsed as YAML).
+    ``model.name=NAME`` naming another model replaces the model section by that model's config
+    at its defaults (so put it before the other ``model.*`` overrides)."""
     if "=" not in assignment:
         raise GNMError(f"override {assignment!r} is not of the form section.key=value "
                        "(e.g. train.lr=3e-4).")
@@ -168,6 +173,13 @@ def set_override(cfg: Any, assignment: str) -> None:
     except yaml.YAMLError as exc:
         raise GNMError(f"override {assignment!r}: cannot parse value {raw!r}.") from exc
     parts = key.strip().split(".")
+    if parts == ["model", "name"] and isinstance(cfg, Config) and value != cfg.model.name:
+        from gnm.models.registry import config_class
+
+        if not isinstance(value, str):
+            raise GNMError(f"override {assignment!r}: model.name takes a model name.")
+        cfg.model = config_class(value)()  # another model: its own config, at its defaults
+        return
     target = cfg
     for i, part in enumerate(parts):
         names = {f.name for f in fields(target)}
@@ -207,27 +219,53 @@ def set_override(cfg: Any, assignment: str) -> None:
                                "section.")
 
 
-__all__ = ["DataConfig", "Schedule", "check_config", "check_field", "check_section", "field",
-           "set_override", "to_dict"]
-
-
-# The sections are defined next to the code that owns them; imported late to avoid cycles.
-from gnm.models.config import ModelConfig  # noqa: E402
-from gnm.train.config import TrainConfig  # noqa: E402
+def _legacy_image_keys(model: dict[str, Any], data: DataConfig) -> dict[str, Any]:
+    """Configs saved before image size and channels moved to the data section carry them as
+    ``model.img_size`` / ``model.channels``: they must agree with ``data`` and are dropped."""
+    out = dict(model)
+    for old, new in (("img_size", "size"), ("channels", "channels")):
+        if old in out:
+            value = out.pop(old)
+            if value != getattr(data, new):
+                raise GNMError(f"this config has model.{old}={value!r} but data.{new}="
+                               f"{getattr(data, new)!r}; image size and channels are now only "
+                               f"data.{new}: make them agree (or drop model.{old}).")
+    return out
 
 
 @dataclass
 class Config:
-    """Everything a run needs: data, model (incl. loss and schedules) and trainer settings."""
+    """Everything a run needs: data, model (incl. loss and schedules) and trainer settings.
+
+    ``model`` is the config dataclass of the model it names (``model.name``; GNM's is
+    :class:`gnm.models.config.GNMConfig`), as registered with
+    :func:`gnm.models.registry.register_model`."""
 
     data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
+    model: Any = field(default_factory=GNMConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Config:
-        """Rebuild a config saved with :func:`to_dict` (unknown keys are an error)."""
-        return _cfg_from_dict(cls, data, "")
+        """Rebuild a config saved with :func:`to_dict` (unknown keys are an error); the model
+        section's dataclass is the one registered for its ``name`` (default ``'gnm'``)."""
+        if not isinstance(data, dict):
+            raise GNMError(f"a config must be a mapping of sections, got {type(data).__name__}.")
+        rest = {k: v for k, v in data.items() if k != "model"}
+        cfg = _cfg_from_dict(cls, rest, "")
+        model = data.get("model")
+        if model is not None:
+            if not isinstance(model, dict):
+                raise GNMError(f"config section 'model' must be a mapping, got {model!r}.")
+            from gnm.models.registry import config_class
+
+            name = model.get("name", "gnm")
+            if not isinstance(name, str):
+                raise GNMError(f"model.name={name!r} must be a string.")
+            model = _legacy_image_keys(model, cfg.data)
+            cfg.model = _cfg_from_dict(config_class(name), model, "model.")
+        return cfg
 
 
-__all__ += ["Config", "ModelConfig", "TrainConfig"]
+__all__ = ["Config", "DataConfig", "GNMConfig", "ModelConfig", "Schedule", "TrainConfig",
+           "check_config", "check_field", "check_section", "field", "set_override", "to_dict"]

@@ -27,6 +27,7 @@ from gnm.data.scenes import DATASETS, SceneDataset, SceneGenerator
 from gnm.errors import GNMError
 from gnm.eval.judge import judge_images
 from gnm.io import atomic_write_json, check_writable
+from gnm.models.base import require
 from gnm.sampling import sample_images
 from gnm.train.checkpoint import load_checkpoint, load_config, load_model
 from gnm.viz import report
@@ -181,6 +182,8 @@ def model_sections(model: torch.nn.Module, cfg: Any, out: Path, n: int, seed: in
                    stages: Stages) -> tuple[list[str], dict[str, Any]]:
     """Sample, judge, decompose and draw (3 stages); the report's sections and the numbers."""
     dataset = cfg.data.dataset
+    for capability in ("sample", "decompose"):
+        require(model, capability, "gnm demo")
     with stages(f"sampling {n} scenes from the prior"):
         images = sample_images(model, n, seed=seed, progress=False)  # uint8 [n, H, W, C]
     with stages(f"judging the {n} samples (S-Acc)"):
@@ -192,7 +195,8 @@ def model_sections(model: torch.nn.Module, cfg: Any, out: Path, n: int, seed: in
         x = torch.stack([it["image"] for it in items])
         inferred = model.decompose(x)["presence"].sum(1).float().mean().item()
         trav = choose_traversals(model, x)
-        all_figures(model, x[:16], out, seed=seed, traversals=trav)
+        skipped: dict[str, str] = {}
+        all_figures(model, x[:16], out, seed=seed, traversals=trav, skipped=skipped)
     metrics = {
         "dataset": dataset, "judge_version": res["judge_version"], "sacc": res["sacc"],
         "ci95": res["ci95"], "n": res["n"],
@@ -203,6 +207,7 @@ def model_sections(model: torch.nn.Module, cfg: Any, out: Path, n: int, seed: in
         "traversals": {key: {"dim": dim, "lo": float(v[0]), "hi": float(v[-1])} for key, dim, v
                        in (("object_traversal_what", trav.what_dim, trav.what_values),
                            ("global_traversal", trav.global_dim, trav.global_values))},
+        "skipped_figures": skipped,
     }
     return _sections(out, metrics), metrics
 
@@ -222,7 +227,12 @@ def _sections(out: Path, m: dict[str, Any]) -> list[str]:
          f"{m['objects_inferred_per_test_scene']:.2f}"),
         ("objects per test scene (ground truth)", f"{m['objects_true_per_test_scene']:.2f}"),
     ]
-    fig = report.figure
+    def fig(folder: Path, src: str, caption: str) -> str:
+        name = src.removesuffix(".png")
+        if name in m.get("skipped_figures", {}):
+            return f"<p>{report.esc(name)} not drawn: {report.esc(m['skipped_figures'][name])}.</p>"
+        return report.figure(folder, src, caption)
+
     return [
         report.section("Scene-structure accuracy", report.table(rows, ("metric", "value")),
                        fig(out, "judged_samples.png", f"The first {JUDGED_SHOWN} judged prior "

@@ -77,7 +77,6 @@ def _mnist(dataset: str) -> Callable[[], Config]:
 
 def _arrow() -> Config:
     model = ModelConfig(
-        channels=3,
         enc_filters=(16, 16, 32, 32, 64, 64, 128, 128, 128),
         draw_hidden=128, draw_input=128, gdec_hidden=(512, 1024),
         struct_hidden=(128, 128), z_what_dim=64,
@@ -88,13 +87,12 @@ def _arrow() -> Config:
         aux_where_weight=Schedule(0, 500, 10.0, 1.0),
         fg_mask_force=Schedule.until(500, 0.9),
     )
-    return Config(data=DataConfig(dataset="arrow", size=128), model=model)
+    return Config(data=DataConfig(dataset="arrow", size=128, channels=3), model=model)
 
 
 def _mnist_cpu(dataset: str, global_prior: str = "structdraw") -> Callable[[], Config]:
     def make() -> Config:
         model = ModelConfig(
-            img_size=64,
             enc_filters=(16, 16, 32, 32, 64, 64, 64), enc_kernels=(4, 3, 4, 3, 4, 3, 4),
             enc_strides=(2, 1, 2, 1, 2, 1, 2),
             glimpse_filters=(64, 32, 16, 8), glimpse_kernels=(1, 1, 1, 3, 3),

@@ -10,6 +10,7 @@ from tqdm import tqdm
 
 from gnm.errors import GNMError
 from gnm.io import atomic_write_npz, check_writable
+from gnm.models.base import require
 from gnm.viz.grid import make_grid, save_png, to_uint8
 
 
@@ -25,8 +26,7 @@ def sample_images(model: torch.nn.Module, n: int, seed: int = 0, batch_size: int
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise GNMError(f"--batch-size {batch_size} is out of range: it must be an integer >= 1 "
                        "(images sampled at once; default 64).")
-    if not hasattr(model, "sample"):
-        raise GNMError(f"model {type(model).__name__} cannot sample scenes (no .sample method).")
+    require(model, "sample", "sampling")
     kw = {} if temperature == 1.0 else {"temperature": temperature}
     device = next(model.parameters()).device
     out = []

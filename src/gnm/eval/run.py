@@ -21,6 +21,7 @@ import torch
 from gnm.errors import GNMError
 from gnm.eval.cost import QUICK, fmt_seconds, plan, plan_lines
 from gnm.io import atomic_write_bytes, atomic_write_json, check_writable
+from gnm.models.base import supports, why_not
 
 METRICS = ("sacc", "dsteps", "ll", "ap50", "ap", "probe", "fd")
 #: The paper's GNM numbers (Tables 1, 3, 4) per dataset, at 128 px.
@@ -92,9 +93,8 @@ def evaluate(model_path: str | Path, metrics: list[str], out: str | Path, n: int
         result[m] = None
     todo = []
     for m in metrics:
-        if not hasattr(model, _NEEDS[m]):
-            result["notes"].append(f"{m}: model {type(model).__name__} has no "
-                                   f"{_NEEDS[m]}(), so it is not measured.")
+        if not supports(model, _NEEDS[m]):
+            result["notes"].append(f"{m}: not measured: {why_not(model, _NEEDS[m])}.")
         elif m == "sacc" and dataset not in _JUDGED:
             result["notes"].append(f"sacc: no judge exists for dataset {dataset}.")
         else:
@@ -157,9 +157,9 @@ def _stage_samples(c: _Context) -> None:
 
 def _stage_scenes(c: _Context) -> None:
     c.real = real_test_scenes(c.cfg, c.n, c.data_dir, c.seed)
-    m = c.cfg.model
-    if c.real["image"].shape[1:] != (m.channels, m.img_size, m.img_size):
-        raise GNMError(f"the model expects {m.channels}x{m.img_size}px images but its dataset "
+    d = c.cfg.data
+    if c.real["image"].shape[1:] != (d.channels, d.size, d.size):
+        raise GNMError(f"the model expects {d.channels}x{d.size}px images but its dataset "
                        f"gives {tuple(c.real['image'].shape[1:])}.")
 
 

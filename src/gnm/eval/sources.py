@@ -28,10 +28,11 @@ from typing import Any
 import torch
 
 from gnm.errors import GNMError
+from gnm.models.base import require
 
 ROUTES = ("real", "reconstruction", "posterior_mode", "posterior_sampled", "prior_mode",
           "prior_sampled")
-_NEEDS = ("reconstruct", "encode_global", "generate", "resample_structure", "sample_global")
+_NEEDS = ("reconstruct", "resample_structure")  # capabilities (gnm/models/base.py)
 
 
 @torch.no_grad()
@@ -42,10 +43,8 @@ def route_images(model: Any, x: torch.Tensor, seed: int = 0,
     Returns ``{route: [N, C, H, W]}`` floats in [0, 1]; the prior routes draw ``N`` scenes with
     one generator seeded by ``seed`` (``prior_mode`` and ``prior_sampled`` share their z_g).
     """
-    missing = [m for m in _NEEDS if not hasattr(model, m)]
-    if missing:
-        raise GNMError(f"model {type(model).__name__} lacks {', '.join(missing)}(), which the "
-                       f"structure-source routes need; use a GNM.")
+    for capability in _NEEDS:
+        require(model, capability, "computing the structure-source routes")
     if x.dim() != 4 or len(x) == 0:
         raise GNMError(f"expected real scenes [N, C, H, W] with N >= 1, got {tuple(x.shape)}.")
     gen = torch.Generator().manual_seed(seed)

@@ -12,20 +12,19 @@ from gnm.schedule import Schedule
 
 
 @dataclass
-class ModelConfig:
-    """Architecture, loss and curriculum of a model (all a model needs to be built and trained)."""
+class GNMConfig:
+    """GNM's config: architecture, loss and curriculum (all it needs to be built and trained).
+    Other models have their own config dataclass (see gnm.models.registry)."""
 
     name: str = "gnm"  # registry name of the model (gnm.models.registry)
 
-    # --- image ---------------------------------------------------------------------------
-    img_size: int = 128  # image side in pixels (square images)
-    channels: int = 1  # image channels: 1 for MNIST scenes, 3 for Arrow Room
+    # --- structure (image size and channels are data.size and data.channels) ---------------
     grid: int = 4  # G: the latent structure map has G×G cells
 
-    # --- image encoder (Table 6): conv + LN + CELU, img_size -> G×G map f_x -----------------
+    # --- image encoder (Table 6): conv + LN + CELU, data.size -> G×G map f_x -----------------
     enc_filters: tuple[int, ...] = (16, 16, 32, 32, 64, 64, 64, 64, 64)  # out channels per conv
     enc_kernels: tuple[int, ...] = (4, 3, 4, 3, 4, 3, 4, 3, 4)  # kernel sizes
-    enc_strides: tuple[int, ...] = (2, 1, 2, 1, 2, 1, 2, 1, 2)  # strides (prod = img_size / G)
+    enc_strides: tuple[int, ...] = (2, 1, 2, 1, 2, 1, 2, 1, 2)  # strides (prod = data.size / G)
 
     # --- StructDRAW global latent z_g (Algorithm 1) ------------------------------------------
     global_prior: str = "structdraw"  # 'structdraw' (learned autoregressive) | 'gaussian' N(0,I)
@@ -57,7 +56,7 @@ class ModelConfig:
     bg_prior_hidden: tuple[int, ...] = (128, 64)  # p(z_b|z_g) MLP hidden sizes on z_g
     bg_filters: tuple[int, ...] = (128, 64, 32, 16, 8)  # hidden sub-pixel conv widths
     bg_kernels: tuple[int, ...] = (1, 1, 1, 1, 1, 3)  # kernels, one per layer incl. output
-    bg_upscales: tuple[int, ...] = (4, 2, 4, 2, 2, 1)  # upscales; product = img_size
+    bg_upscales: tuple[int, ...] = (4, 2, 4, 2, 2, 1)  # upscales; product = data.size
 
     # --- likelihood and fixed auxiliary priors (App. C) -------------------------------------------
     sigma: float = 0.2  # std of the Gaussian pixel likelihood
@@ -98,11 +97,14 @@ class ModelConfig:
         return self.draw_steps * per_step
 
 
-#: Allowed ranges of ModelConfig fields (lists: every entry); checked by gnm.config.check_field
+#: The name this config had when GNM was the only model (kept for scripts that import it).
+ModelConfig = GNMConfig
+
+#: Allowed ranges of GNMConfig fields (lists: every entry); checked by gnm.config.check_field
 #: when a value is set and before a model is built. Fields not named here take any value of
 #: their type.
 LIMITS = {
-    **dict.fromkeys(("img_size", "channels", "grid", "enc_filters", "enc_kernels", "enc_strides",
+    **dict.fromkeys(("grid", "enc_filters", "enc_kernels", "enc_strides",
                      "draw_steps", "z_step_dim", "draw_hidden", "draw_kernel",
                      "interaction_hidden", "nomlp_hidden", "gdec_hidden", "draw_input",
                      "struct_hidden", "z_what_dim", "glimpse_filters", "glimpse_kernels",

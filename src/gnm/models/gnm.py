@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from gnm.errors import GNMError
-from gnm.models.config import ModelConfig
+from gnm.models.config import GNMConfig
 from gnm.models.losses import (
     bernoulli_log_prob,
     kl_bernoulli_const,
@@ -34,6 +34,7 @@ from gnm.models.losses import (
     normal_log_prob,
     relaxed_bernoulli_sample,
 )
+from gnm.models.registry import register_model
 from gnm.models.render import (
     BackgroundDecoder,
     Composite,
@@ -54,14 +55,14 @@ from gnm.models.structure import (
 from gnm.nn import MLP, ConvStack
 
 
-def _encoder_side(cfg: ModelConfig) -> int:
-    side = cfg.img_size
+def _encoder_side(cfg: GNMConfig, size: int) -> int:
+    side = size
     for k, s in zip(cfg.enc_kernels, cfg.enc_strides, strict=True):
         side = (side + 2 * ((k - 1) // 2) - k) // s + 1
     return side
 
 
-def _validate(cfg: ModelConfig) -> None:
+def _validate(cfg: GNMConfig, size: int) -> None:
     """Raise a GNMError naming the config key when the architecture lists do not fit."""
     def need(ok: bool, msg: str) -> None:
         if not ok:
@@ -71,9 +72,9 @@ def _validate(cfg: ModelConfig) -> None:
         need(len(getattr(cfg, name)) == len(cfg.enc_filters),
              f"{name} has {len(getattr(cfg, name))} entries but enc_filters has "
              f"{len(cfg.enc_filters)}; give one per conv.")
-    side = _encoder_side(cfg)
-    need(side == cfg.grid, f"the encoder maps {cfg.img_size} px to {side}×{side}, not the "
-         f"{cfg.grid}×{cfg.grid} grid; adjust model.enc_strides/enc_kernels or img_size.")
+    side = _encoder_side(cfg, size)
+    need(side == cfg.grid, f"the encoder maps {size} px to {side}×{side}, not the "
+         f"{cfg.grid}×{cfg.grid} grid; adjust model.enc_strides/enc_kernels or data.size.")
     for part in ("glimpse", "bg"):
         n = len(getattr(cfg, f"{part}_filters")) + 1  # hidden layers + the output layer
         for name in (f"{part}_kernels", f"{part}_upscales"):
@@ -98,31 +99,37 @@ def _gauss(params: torch.Tensor, floor: float) -> tuple[torch.Tensor, torch.Tens
     return mu, nn.functional.softplus(sd) + floor
 
 
+@register_model("gnm", GNMConfig)
 class GNM(nn.Module):
-    """The GNM model; see the module docstring. ``model.config`` is its :class:`ModelConfig`."""
+    """The GNM model; see the module docstring. ``model.config`` is its :class:`GNMConfig`;
+    ``size`` (image side, px) and ``channels`` come from the run's data section."""
 
-    def __init__(self, config: ModelConfig):
+    #: the KL terms the ELBO subtracts (kl_pres, kl_where, kl_depth, kl_what are kl_struct's parts)
+    elbo_kls = ("kl_global", "kl_bg", "kl_struct")
+
+    def __init__(self, config: GNMConfig, size: int = 128, channels: int = 1):
         super().__init__()
         cfg = self.config = config
-        _validate(cfg)
+        self.img_size, self.channels = size, channels
+        _validate(cfg, size)
         feat = cfg.enc_filters[-1]
-        self.encoder = ConvStack(cfg.channels, cfg.enc_filters, cfg.enc_kernels, cfg.enc_strides,
+        self.encoder = ConvStack(channels, cfg.enc_filters, cfg.enc_kernels, cfg.enc_strides,
                                  norm_act_final=True)
         self.structdraw = StructDRAW(cfg, feat)
         self.structure = StructureNet(feat, cfg.struct_hidden, cfg.z_what_dim,
                                       cfg.pres_logit_scale, cfg.std_floor,
                                       init_where=(cfg.where_prior_mean, cfg.where_prior_std))
-        self.glimpse_decoder = GlimpseDecoder(cfg.z_what_dim, cfg.channels, cfg.glimpse_filters,
+        self.glimpse_decoder = GlimpseDecoder(cfg.z_what_dim, channels, cfg.glimpse_filters,
                                               cfg.glimpse_kernels, cfg.glimpse_upscales,
                                               cfg.glimpse_mask)
         if cfg.background:
             self.bg_encoder = MLP(feat * cfg.num_cells, [*cfg.bg_enc_hidden, 2 * cfg.z_bg_dim])
             self.bg_prior = MLP(cfg.z_global_dim, [*cfg.bg_prior_hidden, 2 * cfg.z_bg_dim])
-            self.bg_decoder = BackgroundDecoder(cfg.z_bg_dim, cfg.channels, cfg.bg_filters,
+            self.bg_decoder = BackgroundDecoder(cfg.z_bg_dim, channels, cfg.bg_filters,
                                                 cfg.bg_kernels, cfg.bg_upscales)
-            if self.bg_decoder.size != cfg.img_size:
+            if self.bg_decoder.size != size:
                 raise GNMError(f"model config: bg_upscales multiply to {self.bg_decoder.size}, "
-                               f"not img_size {cfg.img_size}; adjust model.bg_upscales.")
+                               f"not data.size {size}; adjust model.bg_upscales.")
         self.register_buffer("where_prior_mean", torch.tensor(cfg.where_prior_mean),
                              persistent=False)
         self.register_buffer("where_prior_std", torch.tensor(cfg.where_prior_std),
@@ -131,17 +138,15 @@ class GNM(nn.Module):
 
     # ----------------------------------------------------------------------------- pieces
     def _check_input(self, x: torch.Tensor) -> None:
-        cfg = self.config
-        want = (cfg.channels, cfg.img_size, cfg.img_size)
+        want = (self.channels, self.img_size, self.img_size)
         if x.dim() != 4 or tuple(x.shape[1:]) != want:
             raise GNMError(f"GNM expects images [B, {want[0]}, {want[1]}, {want[2]}], got "
-                           f"{list(x.shape)}; set data.size/model.img_size/model.channels to "
-                           "match.")
+                           f"{list(x.shape)}; set data.size and data.channels to match.")
 
     def _background(self, z_bg: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
         if z_bg is None:  # no background model: black
-            s = self.config.img_size
-            return like.new_zeros(like.shape[0], self.config.channels, s, s)
+            s = self.img_size
+            return like.new_zeros(like.shape[0], self.channels, s, s)
         return self.bg_decoder(z_bg)
 
     def render(self, z: CellLatents, z_bg: torch.Tensor | None = None,
@@ -267,8 +272,8 @@ class GNM(nn.Module):
             out[name] = torch.tensor(float(value), device=loss.device)
         out["recon"] = comp.image
         out["z_pres"] = z.pres.detach()
-        out["boxes"] = box_to_pixels(where_to_box(z.where.detach(), cfg.grid), cfg.img_size,
-                                     cfg.img_size)
+        out["boxes"] = box_to_pixels(where_to_box(z.where.detach(), cfg.grid), self.img_size,
+                                     self.img_size)
         return out
 
     # ----------------------------------------------------------------------------- generation
@@ -381,14 +386,14 @@ class GNM(nn.Module):
         if mask is None:
             mask = torch.ones_like(appearance[:, :, :1])
         src = torch.cat([mask, mask * appearance], dim=2)[0]
-        placed = x.new_zeros(b * k, src.shape[1], cfg.img_size, cfg.img_size)
-        placed[present] = place_glimpses(src, box.reshape(b * k, 4)[present], cfg.img_size,
-                                         cfg.img_size).to(placed.dtype)
-        placed = placed.view(b, k, -1, cfg.img_size, cfg.img_size)
+        placed = x.new_zeros(b * k, src.shape[1], self.img_size, self.img_size)
+        placed[present] = place_glimpses(src, box.reshape(b * k, 4)[present], self.img_size,
+                                         self.img_size).to(placed.dtype)
+        placed = placed.view(b, k, -1, self.img_size, self.img_size)
         return {
             "components": placed[:, :, 1:], "masks": placed[:, :, :1],
             "presence": z.pres, "pres_prob": torch.sigmoid(q.pres_logit),
-            "boxes": box_to_pixels(box, cfg.img_size, cfg.img_size), "depth": z.depth[..., 0],
+            "boxes": box_to_pixels(box, self.img_size, self.img_size), "depth": z.depth[..., 0],
             "background": comp.background, "alpha": comp.alpha, "recon": comp.image.clamp(0, 1),
             "z_what": z.what, "z_where": z.where,
         }

@@ -230,11 +230,8 @@ def export_weights(run_dir_or_ckpt: str | Path, out_path: str | Path, fp16: bool
 
 def build_from_registry(cfg: Config) -> nn.Module:
     """The model that ``cfg`` names, built by :func:`gnm.models.registry.build_model`."""
-    try:
-        from gnm.models.registry import build_model
-    except ImportError as exc:
-        raise GNMError("the model registry gnm.models.registry is not available in this "
-                       "install; reinstall gnm.") from exc
+    from gnm.models.registry import build_model
+
     return build_model(cfg)
 
 

@@ -34,6 +34,7 @@ from torch import nn
 from gnm.config import Config, check_config, to_dict
 from gnm.errors import GNMError
 from gnm.io import atomic_write_json, check_writable
+from gnm.models.base import supports, why_not
 from gnm.train import distributed
 from gnm.train.checkpoint import (
     build_from_registry,
@@ -117,15 +118,11 @@ def _write_samples(model: nn.Module, x: torch.Tensor, t: int, step: int, tc: Tra
         if isinstance(recon, torch.Tensor):
             pairs = torch.stack([x[:n].float(), recon.float().clamp(0, 1)], 1).flatten(0, 1)
             logger.image("recon", step, make_grid(pairs, nrow=2 * math.ceil(math.sqrt(n))))
-        if hasattr(model, "sample"):
+        if supports(model, "sample"):
             gen = torch.Generator(device=device).manual_seed(tc.seed)
-            try:
-                with autocast:
-                    samples = model.sample(tc.sample_n, generator=gen)
-            except NotImplementedError:  # models without a density prior (e.g. SPACE)
-                samples = None
-            if samples is not None:
-                logger.image("prior", step, make_grid(samples.float().clamp(0, 1)))
+            with autocast:
+                samples = model.sample(tc.sample_n, generator=gen)
+            logger.image("prior", step, make_grid(samples.float().clamp(0, 1)))
     finally:
         model.train(was_training)
 
@@ -281,7 +278,11 @@ def train(cfg: Config | None, out_dir: str | Path, resume: bool = False,
         last: dict[str, Any] = {}
         done = start
 
-        judging = tc.judge_every > 0 and ctx.is_main and hasattr(model, "sample")
+        judging = tc.judge_every > 0 and ctx.is_main and supports(model, "sample")
+        if tc.judge_every > 0 and ctx.is_main and not judging:
+            print(f"note: train.judge_every={tc.judge_every} is set, but "
+                  f"{why_not(model, 'sample')}; S-Acc is not measured during training.",
+                  file=sys.stderr, flush=True)
         if judging:
             from gnm.data.scenes import DATASETS
 

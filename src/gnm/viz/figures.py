@@ -25,6 +25,7 @@ import torch
 
 from gnm.errors import GNMError
 from gnm.io import check_writable
+from gnm.models.base import supports, why_not
 from gnm.viz.grid import make_grid, save_png, to_uint8
 
 GREEN = (0, 255, 0)
@@ -163,37 +164,79 @@ class Traversals:
 def choose_traversals(model, x: torch.Tensor, steps: int = 8) -> Traversals:
     """The most informative z_what dimension (over the present objects that ``decompose`` finds
     in ``x [B, C, H, W]``) and z_g dimension (over ``encode_global(x)``), each traversed over
-    mean ± 2 standard deviations of its posterior means (see :func:`informative_dim`)."""
-    d = model.decompose(x)
-    what = d["z_what"][d["presence"] > 0.5]
-    if len(what) < 2:  # too few objects found: use every cell's posterior mean
-        what = d["z_what"].flatten(0, -2)
-    what_dim, what_values = informative_dim(what, steps=steps)
-    global_dim, global_values = informative_dim(model.encode_global(x), steps=steps)
+    mean ± 2 standard deviations of its posterior means (see :func:`informative_dim`). A model
+    without ``z_what`` or without ``traverse_global`` gets dimension 0 over ±2 for that part."""
+    default = (0, torch.linspace(-2.0, 2.0, steps))
+    what_dim, what_values = default
+    if supports(model, "decompose"):
+        d = model.decompose(x)
+        if "z_what" in d:
+            what = d["z_what"][d["presence"] > 0.5] if "presence" in d else d["z_what"]
+            if len(what) < 2:  # too few objects found: use every cell's posterior mean
+                what = d["z_what"].flatten(0, -2)
+            what_dim, what_values = informative_dim(what, steps=steps)
+    global_dim, global_values = default
+    if supports(model, "traverse_global"):
+        global_dim, global_values = informative_dim(model.encode_global(x), steps=steps)
     return Traversals(what_dim, what_values, global_dim, global_values)
+
+
+#: every picture of :func:`all_figures` -> the model capabilities it needs
+FIGURES: dict[str, tuple[str, ...]] = {
+    "prior_samples": ("sample",),
+    "reconstructions": ("reconstruct",),
+    "decomposition": ("decompose",),
+    "object_traversal_where": ("decompose", "traverse_object"),
+    "object_traversal_what": ("decompose", "traverse_object"),
+    "global_traversal": ("traverse_global",),
+    "resample_posterior": ("resample_structure",),
+    "resample_prior": ("resample_structure",),
+}
+
+
+def figure_plan(model) -> tuple[list[str], dict[str, str]]:
+    """The pictures ``model`` can draw, and for each other one the line saying why not."""
+    can, skipped = [], {}
+    for name, needs in FIGURES.items():
+        missing = [c for c in needs if not supports(model, c)]
+        if missing:
+            skipped[name] = why_not(model, missing[0])
+        else:
+            can.append(name)
+    return can, skipped
 
 
 @torch.no_grad()
 def all_figures(model, x: torch.Tensor, out: str | Path, seed: int = 0,
-                traversals: Traversals | None = None) -> dict[str, Path]:
-    """Write every picture above for inputs ``x [B, C, H, W]`` (B >= 2) into folder ``out``;
-    ``traversals`` defaults to :func:`choose_traversals` on ``x``."""
+                traversals: Traversals | None = None,
+                skipped: dict[str, str] | None = None) -> dict[str, Path]:
+    """Write every picture above that the model supports for inputs ``x [B, C, H, W]``
+    (B >= 2) into folder ``out``; ``traversals`` defaults to :func:`choose_traversals` on ``x``.
+    Returns ``{name: path}`` of the pictures written; each picture the model cannot draw goes
+    into ``skipped`` (when given) as ``{name: reason}`` (see :func:`figure_plan`)."""
     out = check_writable(out)
+    can, why = figure_plan(model)
+    if skipped is not None:
+        skipped.update(why)
+    paths = {name: out / f"{name}.png" for name in can}
     t = traversals or choose_traversals(model, x)
-    paths = {name: out / f"{name}.png" for name in (
-        "prior_samples", "reconstructions", "decomposition", "object_traversal_where",
-        "object_traversal_what", "global_traversal", "resample_posterior", "resample_prior")}
-    prior_samples(model, 64, seed, paths["prior_samples"])
-    reconstructions(model, x[:16], paths["reconstructions"])
-    decomposition(model, x[:8], path=paths["decomposition"])
     shifts = torch.linspace(-1.0, 1.0, 8)
-    object_traversal(model, x[:1], "where", 2, shifts, path=paths["object_traversal_where"])
-    object_traversal(model, x[:1], "what", t.what_dim, t.what_values,
-                     path=paths["object_traversal_what"])
-    z_post = model.encode_global(x[:4])
-    global_traversal(model, z_post, t.global_dim, t.global_values, paths["global_traversal"])
-    structure_resampling(model, z_post, 7, seed, first=x[:4], path=paths["resample_posterior"])
-    g = torch.Generator(device=x.device).manual_seed(seed)
-    structure_resampling(model, model.sample_global(4, generator=g), 8, seed,
-                         path=paths["resample_prior"])
+    draw = {
+        "prior_samples": lambda p: prior_samples(model, 64, seed, p),
+        "reconstructions": lambda p: reconstructions(model, x[:16], p),
+        "decomposition": lambda p: decomposition(model, x[:8], path=p),
+        "object_traversal_where": lambda p: object_traversal(model, x[:1], "where", 2, shifts,
+                                                             path=p),
+        "object_traversal_what": lambda p: object_traversal(model, x[:1], "what", t.what_dim,
+                                                            t.what_values, path=p),
+        "global_traversal": lambda p: global_traversal(model, model.encode_global(x[:4]),
+                                                       t.global_dim, t.global_values, p),
+        "resample_posterior": lambda p: structure_resampling(
+            model, model.encode_global(x[:4]), 7, seed, first=x[:4], path=p),
+        "resample_prior": lambda p: structure_resampling(
+            model, model.sample_global(4, generator=torch.Generator(
+                device=x.device).manual_seed(seed)), 8, seed, path=p),
+    }
+    for name, path in paths.items():
+        draw[name](path)
     return paths
