@@ -93,9 +93,15 @@ def test_nomlp_has_per_cell_latents_and_no_all_cell_layer():
     assert draw(z=out.z).feature.shape == (2, 7, 4, 4)
 
 
-def test_unknown_global_prior_is_rejected():
-    with pytest.raises(ValueError, match="global_prior"):
-        make(global_prior="vamp")
+def test_unknown_global_prior_and_render_are_rejected_when_gnm_is_built():
+    from gnm.errors import GNMError
+    from gnm.models.registry import build_model
+
+    with pytest.raises(GNMError, match="global_prior must be 'structdraw' or 'gaussian', not "
+                                       "'vamp'"):
+        build_model("mnist4", global_prior="vamp")
+    with pytest.raises(GNMError, match="render must be 'window', 'separable' or 'grid_sample'"):
+        build_model("mnist4", render="fast")
 
 
 def test_temperature_scales_the_prior_noise_of_every_step():

@@ -356,3 +356,16 @@ def test_lr_scale_schedule_sets_each_steps_learning_rate(tmp_path, fake_mnist):
     assert lrs == pytest.approx([0.01, 0.01, 0.01, 0.0075, 0.005, 0.005])
     saved = json.loads((tmp_path / "config.json").read_text())["train"]["lr_scale"]
     assert saved == {"start_step": 2, "end_step": 4, "start": 1.0, "end": 0.5}
+
+
+def test_lr_decay_ending_at_minus_one_follows_train_steps():
+    from gnm.config import Schedule
+    from gnm.train.config import TrainConfig
+
+    tc = TrainConfig(steps=100, lr=1e-3, lr_scale=Schedule(40, -1, 1.0, 0.1))
+    assert [tc.lr_at(t) for t in (0, 40, 70, 100, 150)] == pytest.approx(
+        [1e-3, 1e-3, 0.55e-3, 1e-4, 1e-4])
+    tc.steps = 200  # a longer run decays over its own length, not the old 100 steps
+    assert tc.lr_at(120) == pytest.approx(0.55e-3) and tc.lr_at(200) == pytest.approx(1e-4)
+    tc.lr_scale = Schedule(40, 70, 1.0, 0.1)  # an explicit end_step is kept
+    assert tc.lr_at(70) == pytest.approx(1e-4)

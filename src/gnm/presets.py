@@ -102,7 +102,7 @@ def _mnist_cpu(dataset: str, global_prior: str = "structdraw") -> Callable[[], C
             global_prior=global_prior,
         )
         train = TrainConfig(steps=56_000, optimizer="adam", lr=3e-4, batch_size=16,
-                            lr_scale=Schedule(40_000, 56_000, 1.0, 0.1),
+                            lr_scale=Schedule(40_000, -1, 1.0, 0.1),  # -1: train.steps
                             ckpt_every=2000, log_every=100, judge_every=2000, judge_n=200)
         return Config(data=DataConfig(dataset=dataset, size=64), model=model, train=train)
     return make

@@ -48,6 +48,7 @@ class GNMConfig:
     glimpse_kernels: tuple[int, ...] = (1, 1, 1, 1, 3, 3)  # kernels, one per layer incl. output
     glimpse_upscales: tuple[int, ...] = (4, 2, 2, 2, 1, 1)  # upscales; product = glimpse side px
     glimpse_mask: bool = False  # decode a mask channel m (False: m = 1 in the box, MNIST ref)
+    render: str = "window"  # compositing: window (fast) | separable | grid_sample (test oracles)
 
     # --- background z_b (Table 8, Table 9) ---------------------------------------------------
     background: bool = False  # model a background (False: black, no z_b; MNIST)
@@ -81,14 +82,6 @@ class GNMConfig:
     def num_cells(self) -> int:
         """K = G²: number of cells / object slots."""
         return self.grid * self.grid
-
-    @property
-    def glimpse_size(self) -> int:
-        """Glimpse side in pixels (product of the glimpse decoder's upscales)."""
-        size = 1
-        for r in self.glimpse_upscales:
-            size *= r
-        return size
 
     @property
     def z_global_dim(self) -> int:

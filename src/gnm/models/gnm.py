@@ -81,6 +81,8 @@ def _validate(cfg: GNMConfig, size: int) -> None:
             need(len(getattr(cfg, name)) == n,
                  f"{name} needs {n} entries (one per hidden layer in {part}_filters plus the "
                  f"output layer), got {len(getattr(cfg, name))}.")
+    need(cfg.render in ("window", "separable", "grid_sample"),
+         f"render must be 'window', 'separable' or 'grid_sample', not {cfg.render!r}.")
     need(cfg.global_prior in ("structdraw", "gaussian"),
          f"global_prior must be 'structdraw' or 'gaussian', not {cfg.global_prior!r}.")
 
@@ -134,7 +136,6 @@ class GNM(nn.Module):
                              persistent=False)
         self.register_buffer("where_prior_std", torch.tensor(cfg.where_prior_std),
                              persistent=False)
-        self.render_method = "window"  # or "separable" / "grid_sample" (see render.compose)
 
     # ----------------------------------------------------------------------------- pieces
     def _check_input(self, x: torch.Tensor) -> None:
@@ -165,7 +166,7 @@ class GNM(nn.Module):
         appearance, mask = self.glimpse_decoder(z.what)
         if mask_force > 0:
             mask = torch.full_like(appearance[:, :, :1], mask_force)
-        return compose(appearance, mask, box, z.pres, z.depth, background, self.render_method)
+        return compose(appearance, mask, box, z.pres, z.depth, background, self.config.render)
 
     def _render_present(self, z: CellLatents, box: torch.Tensor, background: torch.Tensor,
                         mask_force: float) -> Composite:

@@ -78,9 +78,6 @@ class StructDRAW(nn.Module):
 
     def __init__(self, cfg: ModelConfig, feat_ch: int):
         super().__init__()
-        if cfg.global_prior not in ("structdraw", "gaussian"):
-            raise ValueError(f"global_prior must be 'structdraw' or 'gaussian', "
-                             f"got {cfg.global_prior!r}.")
         self.grid, self.steps, self.draw_input = cfg.grid, cfg.draw_steps, cfg.draw_input
         self.z_dim = cfg.z_global_dim // cfg.draw_steps  # dims of one z_ℓ
         hid, k, g = cfg.draw_hidden, cfg.draw_kernel, cfg.grid

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 from gnm.schedule import Schedule
@@ -14,8 +15,8 @@ class TrainConfig:
     steps: int = 1000  # optimiser steps to run in total (a resumed run continues up to this)
     batch_size: int = 32  # global batch: split evenly over DDP ranks (must divide by world size)
     lr: float = 1e-4  # base learning rate (the curricula of the loss live in the model's schedules)
-    lr_scale: Schedule = field(  # multiplier on lr at each step (default: constant 1)
-        default_factory=lambda: Schedule.constant(1.0))
+    lr_scale: Schedule = field(  # multiplier on lr at each step (default: constant 1); an
+        default_factory=lambda: Schedule.constant(1.0))  # end_step of -1 means train.steps
     optimizer: str = "rmsprop"  # rmsprop | adam (torch defaults otherwise)
     grad_clip: float = 1.0  # max global L2 norm of the gradient; <= 0 disables clipping
     seed: int = 0  # seeds init, per-step noise and data order (all pure functions of seed, step)
@@ -34,6 +35,14 @@ class TrainConfig:
     num_threads: int = 0  # torch CPU threads per process; 0 leaves torch's default
     progress: bool = True  # show a tqdm progress bar (rank 0 only)
     find_unused_parameters: bool = False  # DDP: allow parameters that get no gradient in a step
+
+    def lr_at(self, step: int) -> float:
+        """The learning rate of optimiser step ``step``: ``lr · lr_scale(step)``, where an
+        ``lr_scale.end_step`` of -1 stands for ``steps`` (the decay ends with the run)."""
+        scale = self.lr_scale
+        if scale.end_step == -1:
+            scale = dataclasses.replace(scale, end_step=self.steps)
+        return self.lr * scale(step)
 
 
 #: Allowed ranges of TrainConfig fields; checked by gnm.config.check_field when a value is set

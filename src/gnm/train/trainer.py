@@ -298,7 +298,7 @@ def train(cfg: Config | None, out_dir: str | Path, resume: bool = False,
                 out = wrapped(x, t)
             optimizer.zero_grad(set_to_none=True)
             for group in optimizer.param_groups:
-                group["lr"] = tc.lr * tc.lr_scale(t)
+                group["lr"] = tc.lr_at(t)
             out["loss"].backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
 
