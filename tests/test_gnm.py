@@ -355,3 +355,16 @@ def test_sampling_with_no_present_object():
         z.pres.zero_()
         out = model.render(z)
     assert torch.count_nonzero(out.image) == 0
+
+
+def test_decompose_decodes_the_glimpses_once_and_matches_render():
+    model = tiny(**TINY_BG).eval()
+    x = images(model, b=3)
+    calls = []
+    handle = model.glimpse_decoder.register_forward_hook(lambda *a: calls.append(1))
+    d = model.decompose(x)
+    handle.remove()
+    assert len(calls) == 1
+    z, z_bg = model.infer_latents(x)
+    with torch.no_grad():
+        torch.testing.assert_close(d["recon"], model.render(z, z_bg).image.clamp(0, 1))

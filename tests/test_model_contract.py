@@ -188,3 +188,22 @@ def test_toy_vae_show_draws_what_it_supports(toy_run, tmp_path, fake_mnist, monk
             "no decompose method") in err
     assert "skipped global_traversal: model ToyVAE cannot traverse the global latent: it has " \
            "no traverse_global, encode_global method" in err
+
+
+def test_evaluate_takes_a_model_in_memory(toy_run, tmp_path, fake_mnist, monkeypatch):
+    from gnm.eval import run as eval_run
+    from gnm.eval.metrics import METRICS, STAGE_ORDER
+    from gnm.train.checkpoint import load_config
+
+    assert set(eval_run._STAGES) == set(STAGE_ORDER)  # every stage a metric names runs
+    assert all(set(m.stages) <= set(STAGE_ORDER) for m in METRICS.values())
+    monkeypatch.setattr("gnm.data.mnist.load_mnist", lambda *a, **k: fake_mnist)
+    model, cfg = gnm.load_model(toy_run), load_config(toy_run)
+    monkeypatch.chdir(tmp_path)
+    r = eval_run.evaluate(model, cfg, ["sacc", "ap"], n=20, progress=False)
+    assert r["model"] == "ToyVAE" and 0 <= r["sacc"] <= 1 and r["ap"] is None
+    assert list(tmp_path.iterdir()) == []  # nothing written without out
+    cfg.data.dataset = "mystery"  # a dataset without a judge: sacc is skipped, with the reason
+    todo, notes = eval_run.runnable(model, "mystery", ["sacc", "ll"])
+    assert todo == ["ll"] and notes == [
+        "sacc: not measured: dataset mystery has no S-Acc judge."]

@@ -100,7 +100,7 @@ def test_draw_boxes_by_hand():
 def test_eval_all_metrics(run_dir, tmp_path, monkeypatch):
     out, _ = run_dir
     monkeypatch.setattr("gnm.eval.judge.load_classifier", lambda *a: IntensityClassifier())
-    r = eval_run.evaluate(out, list(eval_run.METRICS), tmp_path / "ev", n=24, ll_k=4, ll_n=4,
+    r = eval_run.evaluate_file(out, list(eval_run.METRICS), tmp_path / "ev", n=24, ll_k=4, ll_n=4,
                           dsteps_cap=20, progress=False)
     saved = json.loads((tmp_path / "ev" / "eval.json").read_text())
     for m in eval_run.METRICS:
@@ -131,7 +131,7 @@ def test_eval_metric_names_and_limits(run_dir, tmp_path):
 def test_eval_prints_its_plan_then_each_stage(run_dir, tmp_path, monkeypatch, capsys):
     out, _ = run_dir
     monkeypatch.setattr("gnm.eval.judge.load_classifier", lambda *a: IntensityClassifier())
-    r = eval_run.evaluate(out, ["sacc", "ap"], tmp_path / "ev", n=20, progress=True)
+    r = eval_run.evaluate_file(out, ["sacc", "ap"], tmp_path / "ev", n=20, progress=True)
     err = capsys.readouterr().err
     assert err.startswith("gnm eval: 5 stages, about ")
     for i, label in enumerate(["prior samples", "sacc", "test scenes", "decompose", "ap"], 1):
@@ -158,7 +158,7 @@ def test_eval_notes_missing_capabilities(tmp_path, monkeypatch):
     monkeypatch.setattr("gnm.train.checkpoint.load_config", lambda p: cfg)
     monkeypatch.setattr("gnm.train.checkpoint.load_model", lambda p, device="cpu": Blank())
     monkeypatch.setattr("gnm.eval.judge.load_classifier", lambda *a: IntensityClassifier())
-    r = eval_run.evaluate("whatever", ["sacc", "ap", "ll"], tmp_path, n=20, progress=False)
+    r = eval_run.evaluate_file("whatever", ["sacc", "ap", "ll"], tmp_path, n=20, progress=False)
     assert r["sacc"] == 0.0 and r["ap"] is None and r["ll"] is None
     assert any("decompose" in n for n in r["notes"])
     assert any("log_importance_weight" in n for n in r["notes"])

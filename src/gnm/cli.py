@@ -252,10 +252,10 @@ def _register_judge(sub: argparse._SubParsersAction) -> None:
 # --------------------------------------------------------------------------- eval
 def _cmd_eval(args: argparse.Namespace) -> int:
     from gnm.devices import check_device
-    from gnm.eval.run import evaluate, markdown, parse_metrics
+    from gnm.eval.run import evaluate_file, markdown, parse_metrics
 
     check_device(args.device)
-    result = evaluate(args.model, parse_metrics(args.metrics), args.out, n=args.n,
+    result = evaluate_file(args.model, parse_metrics(args.metrics), args.out, n=args.n,
                       seed=args.seed, ll_k=args.ll_k, ll_n=args.ll_n,
                       dsteps_cap=args.dsteps_cap, data_dir=args.data_dir, device=args.device,
                       progress=not args.quiet)

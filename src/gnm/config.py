@@ -36,6 +36,7 @@ class DataConfig:
     channels: int = 1  # image channels: 1 for MNIST scenes, 3 for Arrow Room
     seed: int = 0  # scene generation seed (scene i is a function of seed, split, i)
     data_dir: str | None = None  # MNIST location; None -> $GNM_DATA or ./data
+    path: str | None = None  # train on scenes stored by `gnm data make` here (None: on the fly)
     num_workers: int = 0  # DataLoader worker processes
 
 

@@ -23,9 +23,10 @@ import numpy as np
 import torch
 
 from gnm.data.mnist import load_mnist, mnist_on_disk
-from gnm.data.scenes import DATASETS, SceneDataset, SceneGenerator
+from gnm.data.registry import build_dataset
+from gnm.data.scenes import DATASETS, SceneGenerator
 from gnm.errors import GNMError
-from gnm.eval.judge import judge_images
+from gnm.eval.judges import require_judge
 from gnm.io import atomic_write_json, check_writable
 from gnm.models.base import require
 from gnm.sampling import sample_images
@@ -187,10 +188,10 @@ def model_sections(model: torch.nn.Module, cfg: Any, out: Path, n: int, seed: in
     with stages(f"sampling {n} scenes from the prior"):
         images = sample_images(model, n, seed=seed, progress=False)  # uint8 [n, H, W, C]
     with stages(f"judging the {n} samples (S-Acc)"):
-        res = judge_images(images, dataset, progress=False)
+        res = require_judge(dataset, "gnm demo")(images, dataset, progress=False)
         judged_grid(images, res["verdicts"], out / "judged_samples.png")
     with stages("decomposing test scenes and drawing the pictures"):
-        ds = SceneDataset(dataset, "test", cfg.data.size, seed=seed, mnist=mnist)
+        ds = build_dataset(cfg.data, "test", seed=seed, mnist=mnist)
         items = [ds[i] for i in range(TEST_SCENES)]
         x = torch.stack([it["image"] for it in items])
         inferred = model.decompose(x)["presence"].sum(1).float().mean().item()

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from gnm.data.scenes import SceneDataset
+from gnm.data.registry import build_dataset
 from gnm.demo import (
     MIN_N,
     Stages,
@@ -127,7 +127,7 @@ def run_demo_training(out: str | Path = "out/demo-train", minutes: float = 5.0, 
     mnist = load_mnist_stage(stages, data_dir)
     with stages(f"training {PRESET} for {minutes:g} min (adam, batch "
                 f"{cfg.train.batch_size})", talks=True):
-        data = SceneDataset(cfg.data.dataset, "train", cfg.data.size, cfg.data.seed, mnist=mnist)
+        data = build_dataset(cfg.data, "train", mnist=mnist)
         train(cfg, run, dataset=data)
     with stages("exporting the weights and drawing the learning curves"):
         weights = export_weights(run, out / "model" / f"{cfg.data.dataset}.safetensors")

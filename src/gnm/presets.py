@@ -15,46 +15,12 @@ Paper scale (128 px, SPEC §1; parameter counts close to the paper's Table 5):
 
 CPU scale (``mnist4-cpu``, ``mnist10-cpu``, ``mnist4_10-cpu``), for training on a few cores, and
 ``mnist4-cpu-gaussian``, the GNM-Gaussian ablation of ``mnist4-cpu`` (p(z_g) = N(0, I) instead of
-StructDRAW, everything else the same);
-relative to the paper MNIST model they change:
-
-* images 64 px instead of 128 (the scene generator scales digits to ~10 px), so the encoder has
-  7 convs (4 stride-2) instead of 9 and glimpses are 16 px (decoder upscales 4·2·2);
-* StructDRAW keeps the paper's width (ConvLSTM state and d_ℓ 64 channels, interaction and
-  z-decoder MLPs 512, z_ℓ 32-d, 4 steps): at half that width (the previous recipe, 0.90M
-  parameters, a step 1.2-1.3× cheaper) S-Acc was 0.872 on 4,000 fresh prior samples against
-  0.899 at the paper's width (README "Results"; training seed 0, warm-up from step 0), so the
-  2.81M-parameter model is trained on both cores;
-* shorter curriculum: τ 1.0 → 0.5 over steps 500-5k (was 1k-20k), ρ 0.1 → 0.001 over 0-1k
-  (was 0-4k), β_g warm-up 0 → 1 over steps 2k-20k (was 0-100k);
-* pixel σ 0.1 instead of 0.2: a 64-px image has a quarter of the pixels of a 128-px one, so
-  at σ = 0.2 the KL terms weigh 4× more against the reconstruction than in the paper. With
-  σ = 0.2 our 64-px runs learned blurred average digits and a global latent without class
-  information (S-Acc 0 after 15k steps); σ = 0.1 (σ² / 4) restores the paper's balance;
-* β = 2 on the global KL (the paper's GNM-β-2 variant; the paper's GNM uses β = 1): the S-Acc
-  of prior samples is limited by p(z_g) putting mass where q(z_g|x) has none (decoding posterior
-  z_g keeps the rule in 99.5% of scenes, prior z_g in about 73%; ``benchmarks/sacc_sources.py``),
-  and β = 2 pulls q(z_g|x) onto p(z_g): S-Acc 0.886-0.899 after 38k steps against 0.745 at
-  β = 1 (measured at half the StructDRAW width; README "Results");
-* the warm-up of that β runs from step 2,000 to 20k (weight exactly 0 before step 2,000, then
-  linear to β = 2 at 20k). Starting at step 0, the global KL is the only gradient on q(z_g|x)
-  while the model has found no objects yet (the first 300-400 steps), and Adam follows it however
-  small its weight: z_g collapses onto the prior, and only some seeds re-open it once the digits
-  appear (seed 1 did not, and its samples broke the mirror symmetry: S-Acc 0.624). From step
-  2,000 the objects exist before anything pulls z_g in (README "Results", seeds 0-2). The long
-  warm-up keeps the boxes β = 1 gives: a 10k warm-up to β = 2 settled them 1.2× too tall (box
-  AP@0.5 0.823 against 0.915 with the 20k one, at half the StructDRAW width);
-* the where prior stays the paper's (scale mean −1.6, ratio 0): one fitted to the digits' ink
-  boxes (−1.76, 0.22) gave AP@0.5 0.941 but S-Acc 0.295 (p(z_s|z_g) did not learn the rule);
-* training: Adam lr 3e-4 (was RMSprop 1e-4), decayed linearly to 3e-5 over steps 40k-56k
-  (was constant), batch 16 (was 32), 56k steps (the paper trains about 1.1M). Alone on the two
-  cores of an AVX-512 host that took 96 minutes from scratch (seed 2, 9.7 steps/s at 2 threads
-  including the in-training judging), inside the two-hour budget; an AVX2 host (5.7 steps/s)
-  needs about 165. The previous length, 38k steps with the decay over 22k-38k, left S-Acc at
-  0.891-0.900 for three seeds, the in-training S-Acc still rising at the end; 56k steps give
-  0.920, 0.935 and 0.941 for seeds 2, 0 and 1 (n = 1,000, 95% intervals 0.902-0.935,
-  0.918-0.949 and 0.925-0.954; README "Results"). S-Acc of 200 prior
-  samples is logged every 2k steps (``train.judge_every``).
+StructDRAW, everything else the same). Relative to the paper MNIST model they change: 64-px
+images (7 encoder convs, 16-px glimpses); a shorter curriculum (τ over steps 500-5k, ρ over
+0-1k, β_g warm-up over 2k-20k); pixel σ 0.1; β = 2 on the global KL (GNM-β-2); Adam 3e-4
+decayed linearly to 3e-5 from step 40k to the end, batch 16, 56k steps (96 min alone on a
+2-core AVX-512 CPU). Why each change, with the measurements behind it:
+docs/results/HISTORY.md, "Why the CPU recipe is what it is".
 """
 
 from __future__ import annotations

@@ -39,6 +39,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from gnm.data.registry import register_dataset
 from gnm.errors import GNMError
 
 DATASETS: tuple[str, ...] = ("mnist4", "mnist10", "mnist4_10")
@@ -317,3 +318,13 @@ class SceneDataset(torch.utils.data.Dataset):
         scene = self.generator[index]
         image = torch.from_numpy(scene.image).unsqueeze(0).float().div_(255.0)
         return {"image": image, **target_tensors(scene.annotation)}
+
+
+def _build(data: Any, split: str, seed: int, mnist: Any = None) -> SceneDataset:
+    """The registry's builder of the three MNIST scene datasets (gnm.data.registry)."""
+    return SceneDataset(data.dataset, split, data.size, seed, mnist=mnist,
+                        data_dir=data.data_dir)
+
+
+for _name in DATASETS:
+    register_dataset(_name, _build, channels=1)

@@ -13,6 +13,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from gnm.eval.metrics import QUICK, stages_for
+
+__all__ = ["QUICK", "UNIT_SECONDS", "Stage", "fmt_seconds", "plan", "plan_lines"]
+
 #: Seconds per unit at 64 px and one thread (see the module docstring for where they come from).
 UNIT_SECONDS = {
     "samples": 0.0017,   # per prior sample (GNM sample())
@@ -26,8 +30,6 @@ UNIT_SECONDS = {
     "dsteps": 0.017,     # per classifier step (2 x 32 images), held-out checks included
 }
 
-#: The metrics ``gnm eval`` runs by default: each takes seconds to a minute at n = 1000.
-QUICK = ("sacc", "ap50", "ap", "probe")
 
 
 @dataclass(frozen=True)
@@ -52,32 +54,21 @@ def plan(metrics: list[str], n: int, size: int, ll_n: int, ll_k: int, dsteps_cap
     samples, test scenes, decompose) is its own stage, listed before the first metric needing it.
     """
     scale = (size / 64) ** 2
-    want = set(metrics)
-    stages: list[Stage] = []
-
-    def add(key: str, label: str, work: str, units: float, upper: bool = False) -> None:
-        stages.append(Stage(key, label, work, UNIT_SECONDS[key] * units * scale, upper))
-
-    if want & {"sacc", "dsteps", "fd"}:
-        add("samples", "prior samples", f"draw {n:,} scenes from the prior", n)
-    if "sacc" in want:
-        add("sacc", "sacc", f"judge {n:,} samples", n)
-    if want & {"dsteps", "fd", "ll", "ap50", "ap", "probe"}:
-        add("scenes", "test scenes", f"build {n:,} test scenes", n)
-    if want & {"ap50", "ap", "probe"}:
-        add("decompose", "decompose", f"infer objects in {n:,} test scenes", n)
-        add("ap", "+".join(m for m in ("ap50", "ap") if m in want) or "boxes",
-            f"match boxes in {n:,} scenes", n)
-    if "probe" in want:
-        add("probe", "probe", "train the z_what classifier (100 epochs)", n)
-    if "fd" in want:
-        add("fd", "fd", f"judge features of {2 * n:,} images", 2 * n)
-    if "ll" in want:
-        add("ll", "ll", f"{ll_n:,} scenes x {ll_k} importance samples", ll_n * ll_k)
-    if "dsteps" in want:
-        add("dsteps", "dsteps", f"up to {dsteps_seeds} x {dsteps_cap:,} classifier steps",
-            dsteps_seeds * dsteps_cap, upper=True)
-    return stages
+    ap_label = "+".join(m for m in ("ap50", "ap") if m in metrics) or "boxes"
+    what = {  # stage -> (label, work in words, units of UNIT_SECONDS)
+        "samples": ("prior samples", f"draw {n:,} scenes from the prior", n),
+        "sacc": ("sacc", f"judge {n:,} samples", n),
+        "scenes": ("test scenes", f"build {n:,} test scenes", n),
+        "decompose": ("decompose", f"infer objects in {n:,} test scenes", n),
+        "ap": (ap_label, f"match boxes in {n:,} scenes", n),
+        "probe": ("probe", "train the z_what classifier (100 epochs)", n),
+        "fd": ("fd", f"judge features of {2 * n:,} images", 2 * n),
+        "ll": ("ll", f"{ll_n:,} scenes x {ll_k} importance samples", ll_n * ll_k),
+        "dsteps": ("dsteps", f"up to {dsteps_seeds} x {dsteps_cap:,} classifier steps",
+                   dsteps_seeds * dsteps_cap),
+    }
+    return [Stage(key, what[key][0], what[key][1], UNIT_SECONDS[key] * what[key][2] * scale,
+                  upper=key == "dsteps") for key in stages_for(metrics)]
 
 
 def fmt_seconds(s: float) -> str:

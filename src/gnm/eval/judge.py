@@ -36,9 +36,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from gnm.data.scenes import MNIST10_SETS, check_dataset
+from gnm.data.scenes import DATASETS, MNIST10_SETS, check_dataset
 from gnm.errors import GNMError
 from gnm.eval.digits import REJECT, DigitNet, load_classifier
+from gnm.eval.judges import register_judge
 from gnm.eval.objects import REFERENCE_SIZE, crop_object, find_objects, to_reference_scale
 from gnm.eval.stats import wilson_interval
 
@@ -280,3 +281,7 @@ def object_features(images: Any, classifier: DigitNet | None = None) -> torch.Te
     if not crops:
         return torch.zeros(0, classifier.head.in_features)
     return classifier.features(torch.from_numpy(np.stack(crops)).unsqueeze(1))
+
+
+for _dataset in DATASETS:
+    register_judge(_dataset, judge_images)

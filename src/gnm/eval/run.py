@@ -19,11 +19,12 @@ from typing import Any
 import torch
 
 from gnm.errors import GNMError
-from gnm.eval.cost import QUICK, fmt_seconds, plan, plan_lines
+from gnm.eval.cost import fmt_seconds, plan, plan_lines
+from gnm.eval.judges import has_judge, require_judge
+from gnm.eval.metrics import METRICS, QUICK
 from gnm.io import atomic_write_bytes, atomic_write_json, check_writable
 from gnm.models.base import supports, why_not
 
-METRICS = ("sacc", "dsteps", "ll", "ap50", "ap", "probe", "fd")
 #: The paper's GNM numbers (Tables 1, 3, 4) per dataset, at 128 px.
 PAPER = {
     "mnist4": {"sacc": 0.984, "dsteps": 3920, "ll": 10964, "ap50": 0.905, "ap": 0.487,
@@ -32,15 +33,12 @@ PAPER = {
                 "probe": 0.984},
     "mnist4_10": {"sacc": 0.692, "dsteps": 5279, "ll": 10693},
 }
-_NEEDS = {"sacc": "sample", "dsteps": "sample", "fd": "sample", "ll": "log_importance_weight",
-          "ap50": "decompose", "ap": "decompose", "probe": "decompose"}
-_JUDGED = ("mnist4", "mnist10", "mnist4_10")
 
 
 def parse_metrics(text: str) -> list[str]:
     """``"sacc,ap"`` -> ``["sacc", "ap"]``; ``all`` means every metric, ``quick`` the fast
     default set :data:`QUICK` (``sacc,ap50,ap,probe``)."""
-    sets = {"all": list(METRICS), "quick": list(QUICK)}
+    sets = {"all": list(METRICS), "quick": list(QUICK)}  # METRICS: a dict, in order
     names = sets.get(text.strip()) or [m.strip() for m in text.split(",") if m.strip()]
     unknown = [m for m in names if m not in METRICS]
     if unknown or not names:
@@ -60,45 +58,71 @@ def real_test_scenes(cfg, n: int, data_dir: str | None = None, seed: int = 0
                      ) -> dict[str, torch.Tensor]:
     """The first ``n`` test scenes of ``cfg``'s dataset at its size, batched: ``image``
     ``[n, C, S, S]`` floats in [0, 1] plus every ground-truth tensor of the scenes."""
-    from gnm.data.scenes import SceneDataset
+    import dataclasses
 
-    ds = SceneDataset(cfg.data.dataset, "test", cfg.data.size, seed=seed, data_dir=data_dir)
+    from gnm.data.registry import build_dataset
+
+    data = cfg.data if data_dir is None else dataclasses.replace(cfg.data, data_dir=data_dir)
+    ds = build_dataset(data, "test", seed=seed)
     items = [ds[i] for i in range(n)]
     return {k: torch.stack([it[k] for it in items]) for k in items[0]}
 
 
-def evaluate(model_path: str | Path, metrics: list[str], out: str | Path, n: int = 1000,
-             seed: int = 0, ll_k: int = 100, ll_n: int | None = None, batch_size: int = 32,
-             dsteps_cap: int = 5000, data_dir: str | None = None, device: str = "cpu",
-             progress: bool = True) -> dict[str, Any]:
-    """Compute ``metrics`` for the model at ``model_path``; write ``out/eval.json`` and
-    ``out/eval.md``; return the JSON object. ``n`` = samples and test scenes used (LL uses
-    ``ll_n``, default ``min(n, 200)``, scenes with ``ll_k`` importance samples each).
+def evaluate_file(model_path: str | Path, metrics: list[str], out: str | Path,
+                  device: str = "cpu", **kwargs: Any) -> dict[str, Any]:
+    """:func:`evaluate` for the model stored at ``model_path`` (run directory, checkpoint or
+    .safetensors) with its stored config; ``eval.json`` names that path."""
+    from gnm.train.checkpoint import load_config, load_model
+
+    if kwargs.get("n", 1000) < 20:  # before loading anything
+        raise GNMError(f"--n {kwargs['n']} is too small for confidence intervals; use at least "
+                       "20.")
+    check_writable(out)
+    cfg = load_config(model_path)
+    model = load_model(model_path, device=device)
+    return evaluate(model, cfg, metrics, out, device=device, name=str(model_path), **kwargs)
+
+
+def runnable(model: Any, dataset: str, metrics: list[str]) -> tuple[list[str], list[str]]:
+    """The ``metrics`` the model and dataset allow, and one note per other metric saying why
+    it is skipped."""
+    todo, notes = [], []
+    for m in metrics:
+        spec = METRICS[m]
+        if not supports(model, spec.needs):
+            notes.append(f"{m}: not measured: {why_not(model, spec.needs)}.")
+        elif spec.judge and not has_judge(dataset):
+            notes.append(f"{m}: not measured: dataset {dataset} has no S-Acc judge.")
+        else:
+            todo.append(m)
+    return todo, notes
+
+
+def evaluate(model: Any, cfg: Any, metrics: list[str], out: str | Path | None = None,
+             n: int = 1000, seed: int = 0, ll_k: int = 100, ll_n: int | None = None,
+             batch_size: int = 32, dsteps_cap: int = 5000, data_dir: str | None = None,
+             device: str = "cpu", progress: bool = True, name: str | None = None
+             ) -> dict[str, Any]:
+    """Compute ``metrics`` (keys of :data:`METRICS`) for ``model`` (in memory, on ``device``)
+    of a run with config ``cfg``; with ``out``, write ``out/eval.json`` and ``out/eval.md``;
+    return the JSON object. ``n`` = samples and test scenes used (LL uses ``ll_n``, default
+    ``min(n, 200)``, scenes with ``ll_k`` importance samples each). A metric the model or the
+    dataset cannot support is ``null`` with a note saying why (:func:`runnable`).
 
     With ``progress``, prints (to stderr) each stage's estimated cost before starting (see
     :mod:`gnm.eval.cost`), then ``[i/N] stage: ...`` as each starts and its seconds when it
     ends. ``eval.json`` records the seconds per stage under ``"stage_seconds"``."""
-    from gnm.train.checkpoint import load_config, load_model
-
     if n < 20:
         raise GNMError(f"--n {n} is too small for confidence intervals; use at least 20.")
-    check_writable(out)
-    cfg = load_config(model_path)
-    model = load_model(model_path, device=device)
+    if out is not None:
+        check_writable(out)
     dataset = cfg.data.dataset
-    result: dict[str, Any] = {"model": str(model_path), "dataset": dataset,
+    result: dict[str, Any] = {"model": name or type(model).__name__, "dataset": dataset,
                               "image_size": cfg.data.size, "n": n, "seed": seed,
                               "notes": [], "details": {}}
     for m in metrics:
         result[m] = None
-    todo = []
-    for m in metrics:
-        if not supports(model, _NEEDS[m]):
-            result["notes"].append(f"{m}: not measured: {why_not(model, _NEEDS[m])}.")
-        elif m == "sacc" and dataset not in _JUDGED:
-            result["notes"].append(f"sacc: no judge exists for dataset {dataset}.")
-        else:
-            todo.append(m)
+    todo, result["notes"] = runnable(model, dataset, metrics)
     ll_n = ll_n or min(n, 200)
     stages = plan(todo, n, cfg.data.size, ll_n, ll_k, dsteps_cap)
     say = (lambda text: print(text, file=sys.stderr, flush=True)) if progress else (
@@ -118,9 +142,10 @@ def evaluate(model_path: str | Path, metrics: list[str], out: str | Path, n: int
         result["stage_seconds"][stage.key] = took
         say(f"[{i}/{len(stages)}] {stage.label}: done in {fmt_seconds(took)}")
     result["seconds"] = time.time() - start
-    out = Path(out)
-    atomic_write_json(out / "eval.json", result)
-    atomic_write_bytes(out / "eval.md", markdown(result).encode())
+    if out is not None:
+        out = Path(out)
+        atomic_write_json(out / "eval.json", result)
+        atomic_write_bytes(out / "eval.md", markdown(result).encode())
     return result
 
 
@@ -164,9 +189,8 @@ def _stage_scenes(c: _Context) -> None:
 
 
 def _stage_sacc(c: _Context) -> None:
-    from gnm.eval.judge import judge_images
-
-    r = judge_images(c.samples, c.cfg.data.dataset, progress=c.progress)
+    judge = require_judge(c.cfg.data.dataset, "sacc")
+    r = judge(c.samples, c.cfg.data.dataset, progress=c.progress)
     c.result["sacc"] = r["sacc"]
     c.result["details"]["sacc"] = {k: r[k] for k in ("judge_version", "ci95", "sacc_strict",
                                                       "n", "reasons")}

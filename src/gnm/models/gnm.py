@@ -171,13 +171,25 @@ class GNM(nn.Module):
     def _render_present(self, z: CellLatents, box: torch.Tensor, background: torch.Tensor,
                         mask_force: float) -> Composite:
         """:meth:`render` for binary z_pres: decode and place the present cells only."""
+        app, mask, present = self._decode_present(z)
+        if mask_force > 0:
+            mask = torch.full_like(app[:, :1], mask_force)
+        return self._compose_present(z, box, background, app, mask, present)
+
+    def _decode_present(self, z: CellLatents
+                        ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """Glimpses of the present cells only: appearance ``[P, C, h, w]``, mask
+        ``[P, 1, h, w]`` (None without a mask channel) and the mask ``present [B·K]``."""
         b, k = z.pres.shape
-        s = object_weights(z.pres, z.depth)
         present = z.pres.reshape(-1) > 0
         app, mask = self.glimpse_decoder(z.what.reshape(1, b * k, -1)[:, present])
-        app = app[0]
-        mask = torch.full_like(app[:, :1], mask_force) if mask_force > 0 else \
-            None if mask is None else mask[0]
+        return app[0], None if mask is None else mask[0], present
+
+    def _compose_present(self, z: CellLatents, box: torch.Tensor, background: torch.Tensor,
+                         app: torch.Tensor, mask: torch.Tensor | None,
+                         present: torch.Tensor) -> Composite:
+        b, k = z.pres.shape
+        s = object_weights(z.pres, z.depth)
         image_of = torch.arange(b * k, device=app.device)[present] // k
         return compose_present(app, mask, box.reshape(b * k, 4)[present],
                                s.reshape(-1)[present], image_of, background)
@@ -380,13 +392,15 @@ class GNM(nn.Module):
         z = self._modes(q)
         z_bg = None if q_bg is None else q_bg[0]
         cfg, (b, k) = self.config, z.pres.shape
-        comp = self.render(z, z_bg)
         box = where_to_box(z.where, cfg.grid)
-        present = z.pres.reshape(-1) > 0  # absent objects' layers are zero: decode none of them
-        appearance, mask = self.glimpse_decoder(z.what.reshape(1, b * k, -1)[:, present])
+        # absent objects' layers are zero: decode the present ones, once, for both the
+        # composite and the per-object layers
+        appearance, mask, present = self._decode_present(z)
+        comp = self._compose_present(z, box, self._background(z_bg, z.what), appearance, mask,
+                                     present)
         if mask is None:
-            mask = torch.ones_like(appearance[:, :, :1])
-        src = torch.cat([mask, mask * appearance], dim=2)[0]
+            mask = torch.ones_like(appearance[:, :1])
+        src = torch.cat([mask, mask * appearance], dim=1)
         placed = x.new_zeros(b * k, src.shape[1], self.img_size, self.img_size)
         placed[present] = place_glimpses(src, box.reshape(b * k, 4)[present], self.img_size,
                                          self.img_size).to(placed.dtype)

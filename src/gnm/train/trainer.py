@@ -32,10 +32,11 @@ import torch
 from torch import nn
 
 from gnm.config import Config, check_config, to_dict
+from gnm.data.registry import build_dataset
 from gnm.errors import GNMError
 from gnm.io import atomic_write_json, check_writable
-from gnm.models.base import supports, why_not
 from gnm.train import distributed
+from gnm.train.callbacks import Callback, default_callbacks
 from gnm.train.checkpoint import (
     build_from_registry,
     latest_checkpoint,
@@ -54,7 +55,6 @@ from gnm.train.resume import (
     saved_config_json,
 )
 from gnm.train.sampler import StepBatchSampler
-from gnm.viz.grid import make_grid
 
 _STEP_SALT = 0x676E6D  # separates per-step noise seeds from other uses of the seed
 
@@ -104,87 +104,10 @@ def _scalars(out: dict[str, Any], device: torch.device) -> dict[str, torch.Tenso
     return found
 
 
-@torch.no_grad()
-def _write_samples(model: nn.Module, x: torch.Tensor, t: int, step: int, tc: TrainConfig,
-                   logger: RunLogger, device: torch.device) -> None:
-    """PNG grids of prior samples and of (input, reconstruction) pairs at ``step``."""
-    was_training = model.training
-    model.eval()
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=tc.bf16)
-    try:
-        n = min(tc.sample_n, x.shape[0])
-        with autocast:
-            recon = model(x[:n], t).get("recon")
-        if isinstance(recon, torch.Tensor):
-            pairs = torch.stack([x[:n].float(), recon.float().clamp(0, 1)], 1).flatten(0, 1)
-            logger.image("recon", step, make_grid(pairs, nrow=2 * math.ceil(math.sqrt(n))))
-        if supports(model, "sample"):
-            gen = torch.Generator(device=device).manual_seed(tc.seed)
-            with autocast:
-                samples = model.sample(tc.sample_n, generator=gen)
-            logger.image("prior", step, make_grid(samples.float().clamp(0, 1)))
-    finally:
-        model.train(was_training)
-
-
-@torch.no_grad()
-def _judge_samples(model: nn.Module, dataset: str, step: int, tc: TrainConfig,
-                   device: torch.device) -> dict[str, Any]:
-    """S-Acc of ``tc.judge_n`` prior samples (generator seeded with ``tc.seed``) by the
-    project's judge: ``{"step", "sacc", "sacc_lo", "sacc_hi", "judge_n", "judge_s"}``."""
-    from gnm.eval.judge import judge_images
-
-    t0 = time.perf_counter()
-    was_training = model.training
-    model.eval()
-    try:
-        gen = torch.Generator(device=device).manual_seed(tc.seed)
-        images = torch.cat([model.sample(n, generator=gen).float().cpu()
-                            for n in _chunks(tc.judge_n, 100)])
-    finally:
-        model.train(was_training)
-    res = judge_images(images, dataset, progress=False)
-    return {"step": step, "sacc": res["sacc"], "sacc_lo": res["ci95"][0],
-            "sacc_hi": res["ci95"][1], "judge_n": res["n"],
-            "judge_s": time.perf_counter() - t0}
-
-
-def _chunks(n: int, size: int) -> list[int]:
-    return [min(size, n - i) for i in range(0, n, size)]
-
-
-def train(cfg: Config | None, out_dir: str | Path, resume: bool = False,
-          model: nn.Module | None = None,
-          dataset: torch.utils.data.Dataset | None = None) -> dict[str, Any]:
-    """Train a model and keep everything in ``out_dir``; returns a summary dict.
-
-    Args:
-        cfg: the run's config. With ``resume`` it may be None (the saved one is used); otherwise
-            it must match the saved config except in ``train.*`` keys other than seed and
-            batch size (e.g. ``train.steps`` may grow) and ``data.data_dir/num_workers``.
-        out_dir: the run directory (created if missing).
-        resume: continue from the newest checkpoint in ``out_dir``; without one start afresh
-            (with ``cfg`` None: from step 0 with ``out_dir/config.json``, saying so).
-            Without it, a run directory that already holds checkpoints is an error.
-        model: a model obeying the contract ``model(x, step) -> dict`` with a scalar ``loss``
-            (mean over the batch); built from ``cfg`` by the model registry when omitted.
-        dataset: items are dicts with ``image`` ``[C, S, S]`` in [0, 1] (or tensors/tuples);
-            default: on-the-fly :class:`~gnm.data.scenes.SceneDataset` train scenes of ``cfg.data``.
-
-    With ``train.time_limit_s > 0`` the run also ends after the step at which this call has run
-    that many wall-clock seconds; that step is treated as the last one (metrics record, samples,
-    S-Acc check and checkpoint), so ``--resume`` continues from it.
-
-    Returns:
-        ``{"run_dir", "step", "checkpoint", "metrics", "model"}``: the steps done, the newest
-        checkpoint's path, the last metrics record and the trained (unwrapped) model.
-
-    Raises:
-        GNMError: on a non-finite loss term or gradient (naming the step and the term; the
-            newest checkpoint is left as it was), and on unusable settings.
-    """
-    t_call = time.time()  # train.time_limit_s counts from here
-    run_dir = Path(out_dir)
+def _run_config(cfg: Config | None, run_dir: Path, resume: bool
+                ) -> tuple[Config, dict[str, Any] | None, Path | None, list[str]]:
+    """The run's config (given, or the saved one), the checkpoint state to resume from (or
+    None) and its path, and the notes to print; every setting checked."""
     latest = latest_checkpoint(run_dir)
     if latest is not None and not resume:
         raise GNMError(f"{run_dir} already holds checkpoints (newest {latest.name}); pass "
@@ -211,6 +134,82 @@ def train(cfg: Config | None, out_dir: str | Path, resume: bool = False,
                        "pass a config (e.g. --preset NAME).")
     check_config(cfg)  # every key's type and range (train.LIMITS, model.LIMITS, ...)
     check_train_settings(cfg.train)  # lr bounds and time limit, beyond the LIMITS table
+    return cfg, state, latest, notes
+
+
+def _loader(cfg: Config, dataset: torch.utils.data.Dataset | None, start: int,
+            state: dict[str, Any] | None, ctx: Any, device: torch.device
+            ) -> tuple[torch.utils.data.DataLoader, dict[str, Any]]:
+    """The step-indexed loader (batch of step t is a pure function of seed and t) over
+    ``dataset`` (default: the data section's train split) and the data order to checkpoint."""
+    tc = cfg.train
+    if dataset is None:
+        dataset = build_dataset(cfg.data, "train")
+    sampler = StepBatchSampler(len(dataset), tc.batch_size, tc.seed, start, tc.steps,
+                               ctx.rank, ctx.world_size)
+    data_order = {"seed": tc.seed, "batch_size": tc.batch_size, "dataset_len": len(dataset)}
+    saved_len = (state or {}).get("data_order", {}).get("dataset_len", len(dataset))
+    if ctx.is_main and saved_len != len(dataset):
+        print(f"note: the training set has {len(dataset)} items but had {saved_len} when "
+              "the checkpoint was saved, so the resumed data order differs.", file=sys.stderr)
+    loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler,
+                                         num_workers=cfg.data.num_workers,
+                                         pin_memory=device.type == "cuda")
+    return loader, data_order
+
+
+@torch.no_grad()
+def _run_callbacks(callbacks: list[Callback], model: nn.Module, x: torch.Tensor, t: int,
+                   step: int, final: bool) -> None:
+    """Each callback due at ``step`` (every ``every`` steps, and at the last step), in eval
+    mode; the model goes back to training mode afterwards."""
+    due = [c for c in callbacks if c.every > 0 and (step % c.every == 0 or final)]
+    if not due:
+        return
+    model.eval()
+    try:
+        for callback in due:
+            callback(model, x, t, step)
+    finally:
+        model.train()
+
+
+def train(cfg: Config | None, out_dir: str | Path, resume: bool = False,
+          model: nn.Module | None = None,
+          dataset: torch.utils.data.Dataset | None = None,
+          callbacks: list[Callback] | None = None) -> dict[str, Any]:
+    """Train a model and keep everything in ``out_dir``; returns a summary dict.
+
+    Args:
+        cfg: the run's config. With ``resume`` it may be None (the saved one is used); otherwise
+            it must match the saved config except in ``train.*`` keys other than seed and
+            batch size (e.g. ``train.steps`` may grow) and ``data.data_dir/num_workers``.
+        out_dir: the run directory (created if missing).
+        resume: continue from the newest checkpoint in ``out_dir``; without one start afresh
+            (with ``cfg`` None: from step 0 with ``out_dir/config.json``, saying so).
+            Without it, a run directory that already holds checkpoints is an error.
+        model: a model obeying the contract ``model(x, step) -> dict`` with a scalar ``loss``
+            (mean over the batch); built from ``cfg`` by the model registry when omitted.
+        dataset: items are dicts with ``image`` ``[C, S, S]`` in [0, 1] (or tensors/tuples);
+            default: ``gnm.data.registry.build_dataset(cfg.data, "train")``.
+        callbacks: more :class:`~gnm.train.callbacks.Callback` objects, run on rank 0 after
+            the defaults (sample grids, S-Acc checks; see ``default_callbacks``).
+
+    With ``train.time_limit_s > 0`` the run also ends after the step at which this call has run
+    that many wall-clock seconds; that step is treated as the last one (metrics record, samples,
+    S-Acc check and checkpoint), so ``--resume`` continues from it.
+
+    Returns:
+        ``{"run_dir", "step", "checkpoint", "metrics", "model"}``: the steps done, the newest
+        checkpoint's path, the last metrics record and the trained (unwrapped) model.
+
+    Raises:
+        GNMError: on a non-finite loss term or gradient (naming the step and the term; the
+            newest checkpoint is left as it was), and on unusable settings.
+    """
+    t_call = time.time()  # train.time_limit_s counts from here
+    run_dir = Path(out_dir)
+    cfg, state, latest, notes = _run_config(cfg, run_dir, resume)
     tc = cfg.train
 
     ctx = distributed.setup(tc.device)
@@ -245,21 +244,7 @@ def train(cfg: Config | None, out_dir: str | Path, resume: bool = False,
         model.train()
 
         # ---- data: batch of step t is a pure function of (seed, t)
-        if dataset is None:
-            from gnm.data.scenes import SceneDataset
-
-            dataset = SceneDataset(cfg.data.dataset, "train", cfg.data.size, cfg.data.seed,
-                                   data_dir=cfg.data.data_dir)
-        sampler = StepBatchSampler(len(dataset), tc.batch_size, tc.seed, start, tc.steps,
-                                   ctx.rank, ctx.world_size)
-        data_order = {"seed": tc.seed, "batch_size": tc.batch_size, "dataset_len": len(dataset)}
-        saved_len = (state or {}).get("data_order", {}).get("dataset_len", len(dataset))
-        if ctx.is_main and saved_len != len(dataset):
-            print(f"note: the training set has {len(dataset)} items but had {saved_len} when "
-                  "the checkpoint was saved, so the resumed data order differs.", file=sys.stderr)
-        loader = torch.utils.data.DataLoader(
-            dataset, batch_sampler=sampler, num_workers=cfg.data.num_workers,
-            pin_memory=device.type == "cuda")
+        loader, data_order = _loader(cfg, dataset, start, state, ctx, device)
 
         # ---- records (rank 0 only)
         if ctx.is_main:
@@ -278,18 +263,11 @@ def train(cfg: Config | None, out_dir: str | Path, resume: bool = False,
         last: dict[str, Any] = {}
         done = start
 
-        judging = tc.judge_every > 0 and ctx.is_main and supports(model, "sample")
-        if tc.judge_every > 0 and ctx.is_main and not judging:
-            print(f"note: train.judge_every={tc.judge_every} is set, but "
-                  f"{why_not(model, 'sample')}; S-Acc is not measured during training.",
-                  file=sys.stderr, flush=True)
-        if judging:
-            from gnm.data.scenes import DATASETS
-
-            if cfg.data.dataset not in DATASETS:
-                raise GNMError(f"train.judge_every needs a dataset the judge knows "
-                               f"({', '.join(DATASETS)}), not {cfg.data.dataset!r}; set "
-                               "train.judge_every=0.")
+        todo: list[Callback] = []
+        if ctx.is_main:
+            todo = default_callbacks(cfg, model, logger, device,
+                                     lambda: elapsed0 + time.time() - t_start)
+            todo += list(callbacks or [])
         for t, batch in zip(range(start, tc.steps), loader, strict=False):
             step = t + 1  # optimiser steps done after this one
             seed_all(step_seed(tc.seed, ctx.rank, t))
@@ -344,14 +322,7 @@ def train(cfg: Config | None, out_dir: str | Path, resume: bool = False,
                 last = record
                 window, window_n, window_t0 = {}, 0, now
 
-            sample_now = tc.sample_every and (step % tc.sample_every == 0 or final)
-            if sample_now and ctx.is_main:
-                _write_samples(model, x, t, step, tc, logger, device)
-
-            if judging and (step % tc.judge_every == 0 or final):
-                record = _judge_samples(model, cfg.data.dataset, step, tc, device)
-                record["elapsed"] = elapsed0 + time.time() - t_start
-                logger.log(record)
+            _run_callbacks(todo, model, x, t, step, final)
 
             if step % tc.ckpt_every == 0 or final:
                 if not finite_params(params):  # never save diverged weights as a checkpoint

@@ -1,0 +1,91 @@
+"""Datasets by name: :func:`build_dataset` turns a run's data section into a ``Dataset``.
+
+Every dataset's item is a dict of one fixed layout:
+
+``image``      float32 ``[C, S, S]`` in [0, 1] (``C`` = ``data.channels``, ``S`` = ``data.size``)
+``boxes``      float32 ``[M, 4]`` ground-truth boxes in pixels (x0, y0, x1, y1), zero padded
+``classes``    int64 ``[M]`` object labels, -1 padded (a dataset without labels: all -1)
+``n_objects``  int64 ``[]`` the number of real objects (the first ``n_objects`` rows)
+
+``M`` is the dataset's most objects per scene. A dataset registers itself with
+:func:`register_dataset`; the built-in ones are found by name through :data:`BUILTIN` (name ->
+the module that registers it, imported on first use). With ``data.path`` set, the run trains
+on scenes stored by ``gnm data make`` in that folder (:class:`gnm.data.store.SceneShards`)
+instead of generating them on the fly; the folder's manifest must match the data section.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from gnm.errors import GNMError
+
+#: built-in dataset name -> module that registers it
+BUILTIN = {"mnist4": "gnm.data.scenes", "mnist10": "gnm.data.scenes",
+           "mnist4_10": "gnm.data.scenes"}
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """How to build one named dataset: ``build(data_cfg, split, seed, mnist)`` and its image
+    channels (``data.channels`` must equal them)."""
+
+    build: Callable[..., torch.utils.data.Dataset]
+    channels: int = 1
+
+
+_DATASETS: dict[str, DatasetSpec] = {}
+
+
+def register_dataset(name: str, build: Callable[..., torch.utils.data.Dataset],
+                     channels: int = 1) -> None:
+    """Make ``build_dataset`` build ``build(data_cfg, split, seed, mnist)`` for
+    ``data.dataset == name``."""
+    _DATASETS[name] = DatasetSpec(build, channels)
+
+
+def dataset_spec(name: str) -> DatasetSpec:
+    """The registered :class:`DatasetSpec` of ``name`` (imports a built-in's module)."""
+    if name not in _DATASETS and name in BUILTIN:
+        importlib.import_module(BUILTIN[name])
+    if name not in _DATASETS:
+        raise GNMError(f"unknown dataset {name!r}; choose one of {', '.join(dataset_names())}.")
+    return _DATASETS[name]
+
+
+def dataset_names() -> list[str]:
+    """Every dataset name known now (built-in and registered)."""
+    return sorted(set(BUILTIN) | set(_DATASETS))
+
+
+def build_dataset(data: Any, split: str = "train", seed: int | None = None,
+                  mnist: Any = None) -> torch.utils.data.Dataset:
+    """The ``split`` scenes of data section ``data`` (a :class:`gnm.config.DataConfig`), items
+    as in the module docstring. ``seed`` defaults to ``data.seed``; ``mnist`` (digits already
+    loaded) saves reading them again. ``data.path`` (stored scenes) is used for the train split
+    only; evaluation always uses the generated test split."""
+    spec = dataset_spec(data.dataset)
+    if data.channels != spec.channels:
+        raise GNMError(f"dataset {data.dataset} has {spec.channels}-channel images, but "
+                       f"data.channels={data.channels}; set data.channels={spec.channels}.")
+    if getattr(data, "path", None) and split == "train":
+        return _stored(data)
+    return spec.build(data, split, data.seed if seed is None else seed, mnist)
+
+
+def _stored(data: Any) -> torch.utils.data.Dataset:
+    from gnm.data.store import SceneShards
+
+    shards = SceneShards(data.path)
+    found = shards.manifest
+    for key, want in (("dataset", data.dataset), ("size", data.size), ("split", "train")):
+        if found.get(key) != want:
+            raise GNMError(f"the scenes in data.path={data.path} have {key} "
+                           f"{found.get(key)!r}, but the run needs {want!r}; export matching "
+                           "scenes with `gnm data make` or change the data section.")
+    return shards
