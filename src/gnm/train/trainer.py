@@ -104,6 +104,44 @@ def _scalars(out: dict[str, Any], device: torch.device) -> dict[str, torch.Tenso
     return found
 
 
+def _reduce(out: dict[str, Any], grad_norm: torch.Tensor, over_time: bool | None, ctx: Any,
+            device: torch.device) -> tuple[dict[str, float], bool]:
+    """One host sync per step: every scalar of the model's output and the gradient norm,
+    averaged over the ranks, and whether any rank is over the time limit (``over_time`` None:
+    no limit), reduced with the rest so that every rank stops at the same step."""
+    scalars = _scalars(out, device)
+    names = [*scalars, "grad_norm"]
+    vec = [*scalars.values(), grad_norm.detach().float().reshape(())]
+    if over_time is not None:
+        names.append("_over_time")
+        vec.append(torch.tensor(float(over_time), device=device))
+    values = dict(zip(names, distributed.all_reduce_mean_(torch.stack(vec), ctx).tolist(),
+                      strict=True))
+    return values, values.pop("_over_time", 0.0) > 0
+
+
+class _Window:
+    """Sums of every logged value over the steps since the last metrics record."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, float] = {}
+        self.n, self.t0 = 0, time.perf_counter()
+
+    def add(self, values: dict[str, float]) -> None:
+        for k, v in values.items():
+            self.sums[k] = self.sums.get(k, 0.0) + v
+        self.n += 1
+
+    def record(self, step: int, elapsed: float, lr: float) -> dict[str, Any]:
+        """The metrics.jsonl record of the window ending at ``step`` (means), then reset."""
+        now = time.perf_counter()
+        record = {"step": step, "time": time.time(), "elapsed": elapsed,
+                  **{k: v / self.n for k, v in self.sums.items()}, "lr": lr,
+                  "steps_per_s": self.n / max(now - self.t0, 1e-9)}
+        self.sums, self.n, self.t0 = {}, 0, now
+        return record
+
+
 def _run_config(cfg: Config | None, run_dir: Path, resume: bool
                 ) -> tuple[Config, dict[str, Any] | None, Path | None, list[str]]:
     """The run's config (given, or the saved one), the checkpoint state to resume from (or
@@ -258,8 +296,7 @@ def train(cfg: Config | None, out_dir: str | Path, resume: bool = False,
         max_norm = tc.grad_clip if tc.grad_clip and tc.grad_clip > 0 else math.inf
         autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=tc.bf16)
         t_start = time.time()
-        window: dict[str, float] = {}
-        window_n, window_t0 = 0, time.perf_counter()
+        window = _Window()
         last: dict[str, Any] = {}
         done = start
 
@@ -280,19 +317,10 @@ def train(cfg: Config | None, out_dir: str | Path, resume: bool = False,
             out["loss"].backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
 
-            # One host sync per step: every scalar term and the gradient norm, rank-averaged.
-            scalars = _scalars(out, device)
-            names = [*scalars, "grad_norm"]
-            vec = [*scalars.values(), grad_norm.detach().float().reshape(())]
-            if tc.time_limit_s > 0:  # reduced with the rest, so every rank stops at one step
-                over = time.time() - t_call > tc.time_limit_s
-                names.append("_over_time")
-                vec.append(torch.tensor(float(over), device=device))
-            values = dict(zip(names, distributed.all_reduce_mean_(torch.stack(vec), ctx).tolist(),
-                              strict=True))
-            final = step == tc.steps or values.pop("_over_time", 0.0) > 0
-            names = [k for k in names if k != "_over_time"]
-            bad = [k for k in names if not math.isfinite(values[k])]
+            over = (time.time() - t_call > tc.time_limit_s) if tc.time_limit_s > 0 else None
+            values, over = _reduce(out, grad_norm, over, ctx, device)
+            final = step == tc.steps or over
+            bad = [k for k, v in values.items() if not math.isfinite(v)]
             if bad:
                 terms = [k for k in bad if k != "grad_norm"]
                 what = f"loss term(s) {first_few(terms)}" if terms else "the gradient"
@@ -305,22 +333,13 @@ def train(cfg: Config | None, out_dir: str | Path, resume: bool = False,
                 stop_non_finite(step, f"the optimiser's step size (lr {group['lr']:g})",
                                  newest)
 
-            for k, v in values.items():
-                window[k] = window.get(k, 0.0) + v
-            window_n += 1
+            window.add(values)
             logger.advance({k: values[k] for k in ("loss", "elbo") if k in values})
-
             done = step
             if step % tc.log_every == 0 or final:
-                now = time.perf_counter()
-                record = {"step": step, "time": time.time(),
-                          "elapsed": elapsed0 + time.time() - t_start}
-                record.update({k: v / window_n for k, v in window.items()})
-                record["lr"] = optimizer.param_groups[0]["lr"]
-                record["steps_per_s"] = window_n / max(now - window_t0, 1e-9)
-                logger.log(record)
-                last = record
-                window, window_n, window_t0 = {}, 0, now
+                last = window.record(step, elapsed0 + time.time() - t_start,
+                                     optimizer.param_groups[0]["lr"])
+                logger.log(last)
 
             _run_callbacks(todo, model, x, t, step, final)
 
