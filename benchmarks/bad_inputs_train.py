@@ -127,7 +127,7 @@ def Case(name: str, argv: list[str], setup: Callable[[Workspace], None] | None =
 
 def cases(train: list[str]) -> list[dict[str, Any]]:
     """Every case of this file; ``train`` is the tiny GNM's ``gnm train`` argv."""
-    return [*train_cases(train), *resume_cases(train), *data_cases()]
+    return [*train_cases(train), *resume_cases(train), *data_cases(), *prior_cases()]
 
 
 def train_cases(train: list[str]) -> list[dict[str, Any]]:
@@ -190,4 +190,24 @@ def data_cases() -> list[dict[str, Any]]:
              kind="accept", quick=True),
         Case("data make over a damaged manifest", MAKE, _export_then(_bad_manifest),
              "is unreadable or not a gnm manifest"),
+    ]
+
+
+def prior_cases() -> list[dict[str, Any]]:
+    """refit-prior, fit-prior and sample --prior with inputs they cannot use."""
+    run = "{tmp}/run"
+    return [
+        Case("refit-prior --steps 0", ["refit-prior", run, "--out", "{tmp}/r", "--steps", "0"],
+             _trained, "needs --steps >= 1"),
+        Case("refit-prior into a run that has checkpoints", ["refit-prior", run, "--out", run],
+             _trained, "already holds a checkpoint"),
+        Case("fit-prior --k abc", ["fit-prior", run, "--k", "abc"], _trained,
+             "--k 'abc' must be a comma list"),
+        Case("fit-prior --k 0", ["fit-prior", run, "--k", "0"], _trained,
+             "component counts must be integers >= 1"),
+        Case("fit-prior --n 10", ["fit-prior", run, "--n", "10"], _trained,
+             "--n 10 is too few training scenes", quick=True),
+        Case("sample --prior gmm before fit-prior",
+             ["sample", run, "--prior", "gmm", "--n", "2", "--out", "{tmp}/s.npz"], _trained,
+             "fit it first with gnm fit-prior", quick=True),
     ]

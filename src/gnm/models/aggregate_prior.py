@@ -90,6 +90,11 @@ def prior_path(model_path: str | Path, kind: str = "gmm") -> Path:
     return p.with_name(f"{p.stem}.{kind}.safetensors")
 
 
+def _check_ks(ks: tuple[int, ...]) -> None:
+    if not ks or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in ks):
+        raise GNMError(f"component counts must be integers >= 1, got {list(ks)}.")
+
+
 def fit_gmm(z: np.ndarray, ks: tuple[int, ...] = (10, 20, 50), seed: int = 0,
             folds: int = 3) -> MixturePrior:
     """A full-covariance Gaussian mixture fitted to ``z [N, D]``. Each K of ``ks`` is scored
@@ -100,6 +105,7 @@ def fit_gmm(z: np.ndarray, ks: tuple[int, ...] = (10, 20, 50), seed: int = 0,
     except ImportError as exc:
         raise GNMError("fitting a GMM prior needs scikit-learn: pip install 'gnm[prior]' (or "
                        "pip install scikit-learn).") from exc
+    _check_ks(ks)
     z = np.asarray(z, np.float64)
     if folds < 2 or len(z) * (folds - 1) / folds < max(ks) * 2:
         raise GNMError(f"{len(z)} latents are too few to fit up to {max(ks)} components with "
@@ -155,14 +161,15 @@ def fit_prior(model_path: str | Path, kind: str = "gmm", n: int = 5000,
         raise GNMError(f"--kind {kind!r} is not known; choose {', '.join(KINDS)}.")
     if n < 100:
         raise GNMError(f"--n {n} is too few training scenes to fit a density; use >= 100.")
+    _check_ks(ks)
+    from gnm.io import check_writable
+
     cfg, model = load_config(model_path), load_model(model_path)
     require(model, "resample_structure", "gnm fit-prior")
+    path = prior_path(model_path, kind)
+    check_writable(path.parent)  # before the work
     z = encode_training_latents(model, cfg, n, progress=progress)
     prior = fit_gmm(z.numpy(), ks=ks, seed=seed)
     prior.info.update(source=str(model_path), n_scenes=n, data_seed=cfg.data.seed,
                       dataset=cfg.data.dataset)
-    path = prior_path(model_path, kind)
-    from gnm.io import check_writable
-
-    check_writable(path.parent)
     return prior.save(path), prior
