@@ -19,37 +19,28 @@ import time
 import numpy as np
 import torch
 
-from gnm.data.registry import build_dataset
+from gnm.data.registry import build_dataset, stack_images
 from gnm.errors import GNMError
 from gnm.eval.diversity import layout_entropy, nearest_rmse
 from gnm.eval.fd import frechet_distance_images
 from gnm.eval.judge import object_features
 from gnm.eval.judges import require_judge
 from gnm.io import emit_report
-from gnm.models.aggregate_prior import (
-    MixturePrior,
-    encode_training_latents,
-    fit_gmm,
-    prior_path,
-)
+from gnm.models.aggregate_prior import encode_training_latents, fit_gmm, load_prior
 from gnm.sampling import sample_images
-from gnm.train.checkpoint import load_config, load_model
-
-
-def _scenes(data, start: int, n: int) -> torch.Tensor:
-    return torch.stack([data[i]["image"] for i in range(start, start + n)])
+from gnm.train.checkpoint import load_model_and_config
 
 
 def run(model_path: str, n: int, temperatures: list[float], n_copies: int, seed: int,
         gmm_ks: list[int]) -> dict:
     """Every row of the comparison (see the module docstring); ``gmm_ks``: mixtures of these
     component counts are fitted here too (same latents) and compared at temperature 1."""
-    cfg, model = load_config(model_path), load_model(model_path)
+    model, cfg = load_model_and_config(model_path)
     judge = require_judge(cfg.data.dataset, "prior_samplers")
-    gmm = MixturePrior.load(prior_path(model_path, "gmm"))
+    gmm = load_prior(model_path, "gmm")
     n_fit = int(gmm.info.get("n_scenes", 5000))
-    fitted = _scenes(build_dataset(cfg.data, "train"), 0, n_fit)
-    real = _scenes(build_dataset(cfg.data, "test"), 0, n)
+    fitted = stack_images(build_dataset(cfg.data, "train"), range(n_fit))
+    real = stack_images(build_dataset(cfg.data, "test"), range(n))
     with torch.no_grad():
         recon = torch.cat([model.reconstruct(fitted[i:min(i + 100, n_copies)])
                            for i in range(0, n_copies, 100)])

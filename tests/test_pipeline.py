@@ -155,8 +155,8 @@ def test_eval_notes_missing_capabilities(tmp_path, monkeypatch):
 
     cfg = Config()
     cfg.data.size = 32
-    monkeypatch.setattr("gnm.train.checkpoint.load_config", lambda p: cfg)
-    monkeypatch.setattr("gnm.train.checkpoint.load_model", lambda p, device="cpu": Blank())
+    monkeypatch.setattr("gnm.train.checkpoint.load_model_and_config",
+                        lambda p, device="cpu": (Blank(), cfg))
     monkeypatch.setattr("gnm.eval.judge.load_classifier", lambda *a: IntensityClassifier())
     r = eval_run.evaluate_file("whatever", ["sacc", "ap", "ll"], tmp_path, n=20, progress=False)
     assert r["sacc"] == 0.0 and r["ap"] is None and r["ll"] is None

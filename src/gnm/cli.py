@@ -232,12 +232,11 @@ def _register_sample(sub: argparse._SubParsersAction) -> None:
 def _cmd_show(args: argparse.Namespace) -> int:
     from gnm.devices import check_device
     from gnm.eval.run import real_test_scenes
-    from gnm.train.checkpoint import load_config, load_model
+    from gnm.train.checkpoint import load_model_and_config
     from gnm.viz.figures import all_figures
 
     check_device(args.device)
-    cfg = load_config(args.model)
-    model = load_model(args.model, device=args.device)
+    model, cfg = load_model_and_config(args.model, device=args.device)
     x = real_test_scenes(cfg, 16, args.data_dir, args.seed)["image"].to(args.device)
     skipped: dict[str, str] = {}
     paths = all_figures(model, x, args.out, seed=args.seed, skipped=skipped)

@@ -12,7 +12,6 @@ Every stage prints one progress line with its wall-clock seconds; the page repor
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,7 +29,7 @@ from gnm.eval.judges import require_judge
 from gnm.io import atomic_write_json, check_writable
 from gnm.models.base import require
 from gnm.sampling import sample_images
-from gnm.train.checkpoint import load_checkpoint, load_config, load_model
+from gnm.train.checkpoint import load_config, load_model, training_facts
 from gnm.viz import report
 from gnm.viz.figures import all_figures, choose_traversals, draw_boxes
 from gnm.viz.grid import make_grid, save_png
@@ -122,28 +121,6 @@ class Stages:
             self.seconds[what] = time.perf_counter() - t0
             if not self.quiet:
                 print(f"{head if talks else ''} {self.seconds[what]:.1f} s", flush=True)
-
-
-def training_facts(path: Path) -> dict[str, Any]:
-    """``{"steps", "seconds"}`` of training stored with a model file (None where unknown)."""
-    facts: dict[str, Any] = {"steps": None, "seconds": None}
-    if path.suffix == ".safetensors":
-        sidecar = path.with_suffix(".json")
-        meta: dict[str, Any] = {}
-        if sidecar.is_file():
-            meta = json.loads(sidecar.read_text())
-        else:
-            from safetensors import safe_open
-
-            with safe_open(str(path), framework="pt") as f:
-                raw = dict(f.metadata() or {})
-            meta = {"step": raw.get("gnm_step"), "elapsed": raw.get("gnm_elapsed")}
-        facts["steps"] = int(meta["step"]) if meta.get("step") is not None else None
-        facts["seconds"] = float(meta["elapsed"]) if meta.get("elapsed") is not None else None
-    else:
-        state = load_checkpoint(path)
-        facts = {"steps": int(state["step"]), "seconds": float(state.get("elapsed", 0.0))}
-    return facts
 
 
 def describe_model(path: Path, model: torch.nn.Module, cfg: Any) -> dict[str, Any]:

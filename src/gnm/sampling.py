@@ -36,12 +36,12 @@ def sample_images(model: torch.nn.Module, n: int, seed: int = 0, batch_size: int
     device = next(model.parameters()).device
     out = []
     for b, start in enumerate(tqdm(range(0, n, batch_size), desc="sampling", disable=not progress)):
-        g = torch.Generator(device=device).manual_seed(seed * 1_000_003 + b)
-        m = min(batch_size, n - start)
+        batch_seed, m = seed * 1_000_003 + b, min(batch_size, n - start)
         if prior is None:
+            g = torch.Generator(device=device).manual_seed(batch_seed)
             out.append(to_uint8(model.sample(m, generator=g, **kw)))
-        else:
-            z = prior.sample(m, generator=torch.Generator().manual_seed(seed * 1_000_003 + b),
+        else:  # the density's tensors live on the CPU
+            z = prior.sample(m, generator=torch.Generator().manual_seed(batch_seed),
                              temperature=temperature)
             out.append(to_uint8(model.generate(z.to(device))))
     return np.concatenate(out)
@@ -59,14 +59,12 @@ def sample_to_npz(model_path: str | Path, n: int, out: str | Path, seed: int = 0
     if out.suffix != ".npz":
         raise GNMError(f"--out {out} must end in .npz.")
     check_writable(out.parent)
-    model = load_model(model_path, device=device)
     density = None
     if prior is not None:
-        from gnm.models.aggregate_prior import KINDS, MixturePrior, prior_path
+        from gnm.models.aggregate_prior import load_prior
 
-        if prior not in KINDS:
-            raise GNMError(f"--prior {prior!r} is not known; choose {', '.join(KINDS)}.")
-        density = MixturePrior.load(prior_path(model_path, prior))
+        density = load_prior(model_path, prior)
+    model = load_model(model_path, device=device)
     images = sample_images(model, n, seed=seed, batch_size=batch_size,
                            temperature=temperature, prior=density)
     atomic_write_npz(out, compress=True, images=images)

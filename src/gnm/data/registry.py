@@ -78,6 +78,11 @@ def build_dataset(data: Any, split: str = "train", seed: int | None = None,
     return spec.build(data, split, data.seed if seed is None else seed, mnist)
 
 
+def stack_images(dataset: Any, indices: Any) -> torch.Tensor:
+    """The ``image`` of each item ``indices`` of ``dataset``, stacked: ``[len, C, S, S]``."""
+    return torch.stack([dataset[i]["image"] for i in indices])
+
+
 def _stored(data: Any) -> torch.utils.data.Dataset:
     from gnm.data.store import SceneShards
 

@@ -72,15 +72,17 @@ def evaluate_file(model_path: str | Path, metrics: list[str], out: str | Path,
                   device: str = "cpu", **kwargs: Any) -> dict[str, Any]:
     """:func:`evaluate` for the model stored at ``model_path`` (run directory, checkpoint or
     .safetensors) with its stored config; ``eval.json`` names that path."""
-    from gnm.train.checkpoint import load_config, load_model
+    from gnm.train.checkpoint import load_model_and_config
 
-    if kwargs.get("n", 1000) < 20:  # before loading anything
-        raise GNMError(f"--n {kwargs['n']} is too small for confidence intervals; use at least "
-                       "20.")
+    _check_n(kwargs.get("n", 1000))  # before loading anything
     check_writable(out)
-    cfg = load_config(model_path)
-    model = load_model(model_path, device=device)
+    model, cfg = load_model_and_config(model_path, device=device)
     return evaluate(model, cfg, metrics, out, device=device, name=str(model_path), **kwargs)
+
+
+def _check_n(n: int) -> None:
+    if n < 20:
+        raise GNMError(f"--n {n} is too small for confidence intervals; use at least 20.")
 
 
 def runnable(model: Any, dataset: str, metrics: list[str]) -> tuple[list[str], list[str]]:
@@ -112,8 +114,7 @@ def evaluate(model: Any, cfg: Any, metrics: list[str], out: str | Path | None = 
     With ``progress``, prints (to stderr) each stage's estimated cost before starting (see
     :mod:`gnm.eval.cost`), then ``[i/N] stage: ...`` as each starts and its seconds when it
     ends. ``eval.json`` records the seconds per stage under ``"stage_seconds"``."""
-    if n < 20:
-        raise GNMError(f"--n {n} is too small for confidence intervals; use at least 20.")
+    _check_n(n)
     if out is not None:
         check_writable(out)
     dataset = cfg.data.dataset

@@ -21,9 +21,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
+from gnm.data.registry import build_dataset, stack_images
 from gnm.errors import GNMError
-from gnm.io import atomic_write_bytes
+from gnm.io import atomic_write_bytes, check_writable
+from gnm.models.base import require
 
 KINDS = ("gmm",)
 
@@ -82,6 +85,19 @@ class MixturePrior:
                            "fit-prior.") from exc
 
 
+def check_kind(kind: str, option: str = "--kind") -> str:
+    """``kind`` if it is a known density (:data:`KINDS`); else one sentence naming ``option``."""
+    if kind not in KINDS:
+        raise GNMError(f"{option} {kind!r} is not known; choose {', '.join(KINDS)}.")
+    return kind
+
+
+def load_prior(model_path: str | Path, kind: str = "gmm", option: str = "--prior"
+               ) -> MixturePrior:
+    """The ``kind`` density that ``gnm fit-prior`` stored beside the model at ``model_path``."""
+    return MixturePrior.load(prior_path(model_path, check_kind(kind, option)))
+
+
 def prior_path(model_path: str | Path, kind: str = "gmm") -> Path:
     """Where the ``kind`` prior of the model at ``model_path`` is stored."""
     p = Path(model_path)
@@ -136,15 +152,11 @@ def encode_training_latents(model: Any, cfg: Any, n: int, batch_size: int = 100,
                             progress: bool = True) -> torch.Tensor:
     """Posterior means of z_g ``[n, D]`` for the first ``n`` training scenes of ``cfg.data``
     (scene i is a function of the data seed and i, so they can be rebuilt)."""
-    from tqdm import tqdm
-
-    from gnm.data.registry import build_dataset
-
     data = build_dataset(cfg.data, "train")
     device = next(model.parameters()).device
     out = []
     for i in tqdm(range(0, n, batch_size), desc="encoding training scenes", disable=not progress):
-        x = torch.stack([data[j]["image"] for j in range(i, min(n, i + batch_size))])
+        x = stack_images(data, range(i, min(n, i + batch_size)))
         out.append(model.encode_global(x.to(device)).float().cpu())
     return torch.cat(out)
 
@@ -154,17 +166,13 @@ def fit_prior(model_path: str | Path, kind: str = "gmm", n: int = 5000,
               progress: bool = True) -> tuple[Path, MixturePrior]:
     """``gnm fit-prior``: fit a ``kind`` density to the posterior means of ``n`` training
     scenes of the model at ``model_path`` and store it beside the model (:func:`prior_path`)."""
-    from gnm.models.base import require
-    from gnm.train.checkpoint import load_config, load_model
+    from gnm.train.checkpoint import load_model_and_config
 
-    if kind not in KINDS:
-        raise GNMError(f"--kind {kind!r} is not known; choose {', '.join(KINDS)}.")
+    check_kind(kind)
     if n < 100:
         raise GNMError(f"--n {n} is too few training scenes to fit a density; use >= 100.")
     _check_ks(ks)
-    from gnm.io import check_writable
-
-    cfg, model = load_config(model_path), load_model(model_path)
+    model, cfg = load_model_and_config(model_path)
     require(model, "resample_structure", "gnm fit-prior")
     path = prior_path(model_path, kind)
     check_writable(path.parent)  # before the work

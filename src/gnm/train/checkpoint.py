@@ -242,6 +242,12 @@ def load_model(path: str | Path, device: str | torch.device = "cpu",
     The model is rebuilt from the stored config by ``build`` (default: the model registry) and
     its weights loaded; nothing in the files is executed.
     """
+    return load_model_and_config(path, device, build)[0]
+
+
+def load_model_and_config(path: str | Path, device: str | torch.device = "cpu",
+                          build: ModelBuilder | None = None) -> tuple[nn.Module, Config]:
+    """:func:`load_model` and the stored :class:`Config`, reading the file once."""
     from gnm.devices import check_device
 
     check_device(device, "device")  # before the work: one sentence if it is not here
@@ -271,7 +277,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu",
         raise GNMError(f"weights in {where} do not fit the model their config builds "
                        f"({first}); they come from another model version.") from exc
     _check_finite(weights, where)
-    return model.to(device).eval()
+    return model.to(device).eval(), cfg
 
 
 def _check_finite(weights: dict[str, torch.Tensor], where: Path) -> None:
@@ -288,3 +294,20 @@ def _check_finite(weights: dict[str, torch.Tensor], where: Path) -> None:
 def _fit_keys(model: nn.Module, weights: dict[str, torch.Tensor]) -> tuple[list[str], list[str]]:
     expected = set(model.state_dict())
     return sorted(expected - set(weights)), sorted(set(weights) - expected)
+
+
+def training_facts(path: str | Path) -> dict[str, Any]:
+    """``{"steps", "seconds"}`` of training stored with a model file or run (None where
+    unknown): the weights' JSON sidecar or metadata, or the checkpoint."""
+    path = Path(path)
+    if not _is_safetensors(path):
+        state = load_checkpoint(path)
+        return {"steps": int(state["step"]), "seconds": float(state.get("elapsed", 0.0))}
+    sidecar = path.with_suffix(".json")
+    if sidecar.is_file():
+        meta = json.loads(sidecar.read_text())
+    else:
+        raw = _safetensors_meta(path)
+        meta = {"step": raw.get("gnm_step"), "elapsed": raw.get("gnm_elapsed")}
+    return {"steps": int(meta["step"]) if meta.get("step") is not None else None,
+            "seconds": float(meta["elapsed"]) if meta.get("elapsed") is not None else None}

@@ -19,7 +19,6 @@ held-out val scenes before and after, per logged step).
 
 from __future__ import annotations
 
-import copy
 import time
 from pathlib import Path
 from typing import Any
@@ -27,11 +26,17 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from gnm.data.registry import build_dataset
+from gnm.config import to_dict
+from gnm.data.registry import build_dataset, stack_images
 from gnm.errors import GNMError
 from gnm.io import atomic_write_json, check_writable
 from gnm.models.losses import kl_normal
-from gnm.train.checkpoint import latest_checkpoint, load_config, load_model, save_checkpoint
+from gnm.train.checkpoint import (
+    latest_checkpoint,
+    load_model_and_config,
+    save_checkpoint,
+    training_facts,
+)
 from gnm.train.sampler import StepBatchSampler
 
 
@@ -67,14 +72,13 @@ def refit_prior(source: str | Path, out: str | Path, steps: int = 2000, lr: floa
     if latest_checkpoint(out) is not None:
         raise GNMError(f"{out} already holds a checkpoint; choose another --out.")
     check_writable(out)
-    cfg = load_config(source)
-    if getattr(cfg.model, "name", None) != "gnm" or cfg.model.global_prior != "structdraw":
+    model, cfg = load_model_and_config(source)
+    if cfg.model.name != "gnm" or cfg.model.global_prior != "structdraw":
         raise GNMError(f"refit-prior needs a GNM with a learned StructDRAW prior; {source} is "
                        f"model {cfg.model.name!r}"
                        + (f" with global_prior={cfg.model.global_prior!r}"
                           if hasattr(cfg.model, "global_prior") else "") + ".")
-    model = load_model(source)
-    step0 = _source_step(source)
+    step0 = training_facts(source)["steps"] or 0
     head = model.structdraw.prior_head
     for p in model.parameters():
         p.requires_grad_(False)
@@ -83,7 +87,7 @@ def refit_prior(source: str | Path, out: str | Path, steps: int = 2000, lr: floa
     optimizer = torch.optim.Adam(head.parameters(), lr=lr)
 
     val_data = build_dataset(cfg.data, "val")
-    x_val = torch.stack([val_data[i]["image"] for i in range(n_val)])
+    x_val = stack_images(val_data, range(n_val))
     before = mean_global_kl(model, x_val, seed)
     train_data = build_dataset(cfg.data, "train")
     sampler = StepBatchSampler(len(train_data), batch_size, seed, 0, steps)
@@ -92,7 +96,7 @@ def refit_prior(source: str | Path, out: str | Path, steps: int = 2000, lr: floa
     for t, idx in enumerate(tqdm(sampler, total=steps, desc="refit prior",
                                  disable=not progress)):
         torch.manual_seed(seed * 1_000_003 + t)
-        x = torch.stack([train_data[i]["image"] for i in idx])
+        x = stack_images(train_data, idx)
         loss = global_kl(model, x).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -107,18 +111,8 @@ def refit_prior(source: str | Path, out: str | Path, steps: int = 2000, lr: floa
     result = {"source": str(source), "steps": steps, "lr": lr, "batch_size": batch_size,
               "seed": seed, "n_val": n_val, "val_kl_before": before,
               "val_kl_after": log[-1]["val_kl"], "log": log, "seconds": time.time() - t0}
-    save_checkpoint(out, step0, model, None, copy.deepcopy(cfg))
-    from gnm.config import to_dict
-
+    save_checkpoint(out, step0, model, None, cfg)
     atomic_write_json(out / "config.json", to_dict(cfg))
     atomic_write_json(out / "refit.json", result)
     return result
 
-
-def _source_step(source: str | Path) -> int:
-    from gnm.train.checkpoint import _is_safetensors, _safetensors_meta, load_checkpoint
-
-    path = Path(source)
-    if _is_safetensors(path):
-        return int(_safetensors_meta(path).get("gnm_step", 0))
-    return int(load_checkpoint(path)["step"])
