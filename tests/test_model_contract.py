@@ -23,7 +23,11 @@ from tests.test_gnm import TINY
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 ROOT = Path(__file__).resolve().parents[1]
-SMALL = {"gnm": {"size": 32, **TINY}, "toy_vae": {"size": 32}}
+from tests.test_baselines import SMALL as BASELINES  # noqa: E402
+from tests.test_genesis import SMALL as GENESIS  # noqa: E402
+
+SMALL = {"gnm": {"size": 32, **TINY}, "toy_vae": {"size": 32}, "genesis": {"size": 32, **GENESIS},
+         **{k: {"size": 32, **BASELINES[k]} for k in ("vae", "convdraw", "space")}}
 
 
 def _small(name: str) -> torch.nn.Module:
@@ -101,7 +105,8 @@ def test_supports_and_the_one_sentence():
 
 
 def test_unknown_models_and_mismatched_legacy_keys():
-    with pytest.raises(GNMError, match="unknown model 'nope': the built-in models are gnm; a "
+    with pytest.raises(GNMError, match="unknown model 'nope': the built-in models are convdraw, "
+                                       "genesis, gnm, space, vae; a "
                                        "model defined elsewhere must be imported first"):
         Config.from_dict({"model": {"name": "nope"}})
     old = to_dict(Config())  # a config saved before size and channels moved to data
@@ -157,9 +162,9 @@ def test_toy_vae_loads_and_samples_in_a_fresh_process(toy_run, tmp_path):
     out = subprocess.run(cmd[:3] + cmd[5:], cwd=ROOT, capture_output=True, text=True,
                          timeout=120)
     assert out.returncode == 2 and out.stderr.startswith(
-        "gnm: error: unknown model 'toy_vae': the built-in models are gnm; a model defined "
-        "elsewhere must be imported first (in Python: import its module; on the command line: "
-        "gnm --import MODULE ...).")
+        "gnm: error: unknown model 'toy_vae': the built-in models are convdraw, genesis, gnm, "
+        "space, vae; a model defined elsewhere must be imported first (in Python: import its "
+        "module; on the command line: gnm --import MODULE ...).")
 
 
 def test_toy_vae_eval_all_skips_what_it_cannot_do(toy_run, tmp_path, fake_mnist, monkeypatch,

@@ -21,6 +21,14 @@ images (7 encoder convs, 16-px glimpses); a shorter curriculum (τ over steps 50
 decayed linearly to 3e-5 from step 40k to the end, batch 16, 56k steps (96 min alone on a
 2-core AVX-512 CPU). Why each change, with the measurements behind it:
 docs/results/HISTORY.md, "Why the CPU recipe is what it is".
+
+Baselines (paper App. D.2; each on MNIST-4, ``--set data.dataset=mnist10`` for another):
+``vae`` (1.42M parameters; paper 1.5M), ``convdraw`` (1.43M; paper 1.5M; ``draw_steps`` 8 and
+``beta`` 10 are the paper's variants), ``convdraw-mlp`` (ConvDRAW with StructDRAW's interaction
+MLP), ``genesis`` (13.96M; paper 13.9M; K = ``components`` 5, β = 10) and ``space`` (GNM's object
+map with fixed priors, no sampling), at 128 px; each with a ``-cpu`` twin at 64 px trained with
+the GNM CPU recipe's training section (Adam 3e-4, batch 16, 56k steps, the same decay) and, for
+the Gaussian-pixel models, σ 0.1 (GENESIS keeps its mixture σ 0.7).
 """
 
 from __future__ import annotations
@@ -56,21 +64,53 @@ def _arrow() -> Config:
     return Config(data=DataConfig(dataset="arrow", size=128, channels=3), model=model)
 
 
+#: the CPU recipe's object-map settings (GNM and SPACE): 64-px encoder and glimpses, curriculum
+_CPU_MAP = dict(
+    enc_filters=(16, 16, 32, 32, 64, 64, 64), enc_kernels=(4, 3, 4, 3, 4, 3, 4),
+    enc_strides=(2, 1, 2, 1, 2, 1, 2),
+    glimpse_filters=(64, 32, 16, 8), glimpse_kernels=(1, 1, 1, 3, 3),
+    glimpse_upscales=(4, 2, 2, 1, 1),
+    tau=Schedule(500, 5000, 1.0, 0.5), rho=Schedule(0, 1000, 0.1, 0.001), sigma=0.1)
+
+
+def _cpu_train() -> TrainConfig:
+    """The CPU recipe's training section (every CPU preset, baselines included)."""
+    return TrainConfig(steps=56_000, optimizer="adam", lr=3e-4, batch_size=16,
+                       lr_scale=Schedule(40_000, -1, 1.0, 0.1),  # -1: train.steps
+                       ckpt_every=2000, log_every=100, judge_every=2000, judge_n=200)
+
+
 def _mnist_cpu(dataset: str, global_prior: str = "structdraw") -> Callable[[], Config]:
     def make() -> Config:
-        model = ModelConfig(
-            enc_filters=(16, 16, 32, 32, 64, 64, 64), enc_kernels=(4, 3, 4, 3, 4, 3, 4),
-            enc_strides=(2, 1, 2, 1, 2, 1, 2),
-            glimpse_filters=(64, 32, 16, 8), glimpse_kernels=(1, 1, 1, 3, 3),
-            glimpse_upscales=(4, 2, 2, 1, 1),
-            tau=Schedule(500, 5000, 1.0, 0.5), rho=Schedule(0, 1000, 0.1, 0.001),
-            beta_g_warmup=Schedule(2000, 20_000, 0.0, 1.0), sigma=0.1, beta_g=2.0,
-            global_prior=global_prior,
-        )
-        train = TrainConfig(steps=56_000, optimizer="adam", lr=3e-4, batch_size=16,
-                            lr_scale=Schedule(40_000, -1, 1.0, 0.1),  # -1: train.steps
-                            ckpt_every=2000, log_every=100, judge_every=2000, judge_n=200)
-        return Config(data=DataConfig(dataset=dataset, size=64), model=model, train=train)
+        model = ModelConfig(**_CPU_MAP, beta_g_warmup=Schedule(2000, 20_000, 0.0, 1.0),
+                            beta_g=2.0, global_prior=global_prior)
+        return Config(data=DataConfig(dataset=dataset, size=64), model=model, train=_cpu_train())
+    return make
+
+
+# ---------------------------------------------------------------------------- baselines
+#: 64-px variants of the baselines' Table 6 encoder and Table 10 / 11 decoders (one ×2 stage
+#: fewer each), for the CPU presets
+_CPU_ENC = dict(enc_filters=(16, 16, 32, 32, 64, 64, 128), enc_kernels=(4, 3, 4, 3, 4, 3, 4),
+                enc_strides=(2, 1, 2, 1, 2, 1, 2))
+_CPU_VAE_DEC = dict(dec_filters=(128, 128, 64, 64, 32, 32, 16, 16, 8),
+                    dec_kernels=(1, 3, 1, 3, 1, 3, 1, 3, 1, 3),
+                    dec_upscales=(4, 1, 2, 1, 2, 1, 2, 1, 2, 1))
+_CPU_DRAW_DEC = dict(dec_filters=(128, 64, 64, 32, 32, 16, 16, 8),
+                     dec_kernels=(3, 1, 3, 1, 3, 1, 3, 1, 3),
+                     dec_upscales=(1, 2, 1, 2, 1, 2, 1, 2, 1))
+
+
+def _baseline(name: str, cpu: bool, **fields) -> Callable[[], Config]:
+    """A baseline preset on MNIST-4: paper scale (128 px, σ 0.2) or the CPU recipe (64 px,
+    σ 0.1, the training section of the GNM CPU recipe)."""
+    def make() -> Config:
+        from gnm.models.registry import config_class
+
+        model = config_class(name)(**fields)
+        if not cpu:
+            return Config(data=DataConfig(dataset="mnist4", size=128), model=model)
+        return Config(data=DataConfig(dataset="mnist4", size=64), model=model, train=_cpu_train())
     return make
 
 
@@ -83,6 +123,17 @@ PRESETS: dict[str, Callable[[], Config]] = {
     "mnist10-cpu": _mnist_cpu("mnist10"),
     "mnist4_10-cpu": _mnist_cpu("mnist4_10"),
     "mnist4-cpu-gaussian": _mnist_cpu("mnist4", global_prior="gaussian"),
+    "vae": _baseline("vae", False),
+    "vae-cpu": _baseline("vae", True, **_CPU_ENC, **_CPU_VAE_DEC, sigma=0.1),
+    "convdraw": _baseline("convdraw", False),
+    "convdraw-cpu": _baseline("convdraw", True, **_CPU_ENC, **_CPU_DRAW_DEC, sigma=0.1),
+    "convdraw-mlp": _baseline("convdraw", False, interaction_mlp=True),
+    "convdraw-mlp-cpu": _baseline("convdraw", True, **_CPU_ENC, **_CPU_DRAW_DEC, sigma=0.1,
+                                  interaction_mlp=True),
+    "space": _baseline("space", False),
+    "space-cpu": _baseline("space", True, **_CPU_MAP),
+    "genesis": _baseline("genesis", False),
+    "genesis-cpu": _baseline("genesis", True),
 }
 
 

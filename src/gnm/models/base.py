@@ -126,3 +126,13 @@ def check_forward(out: Any) -> dict[str, Any]:
                        "forward(x, step) must return loss, elbo, recon_ll, kl_* terms and recon "
                        "(see gnm/models/base.py).")
     return out
+
+
+def check_images(model: Any, x: Any) -> None:
+    """Raise a GNMError (one sentence) unless ``x`` is a batch ``[B, C, H, W]`` of the images
+    ``model`` was built for (``model.channels``, ``model.img_size``)."""
+    want = (model.channels, model.img_size, model.img_size)
+    if x.dim() != 4 or tuple(x.shape[1:]) != want:
+        raise GNMError(f"{type(_unwrap(model)).__name__} expects images [B, {want[0]}, {want[1]}, "
+                       f"{want[2]}], got {list(x.shape)}; set data.size and data.channels to "
+                       "match.")

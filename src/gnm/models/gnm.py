@@ -24,7 +24,8 @@ import torch
 from torch import nn
 
 from gnm.errors import GNMError
-from gnm.models.config import GNMConfig
+from gnm.models.base import check_images
+from gnm.models.config import GNMConfig, ObjectMapConfig
 from gnm.models.losses import (
     bernoulli_log_prob,
     kl_bernoulli_const,
@@ -55,26 +56,38 @@ from gnm.models.structure import (
 from gnm.nn import MLP, ConvStack
 
 
-def _encoder_side(cfg: GNMConfig, size: int) -> int:
+def encoder_side(enc_kernels, enc_strides, size: int) -> int:
+    """Side (px) of the map the conv encoder with these kernels and strides (padding
+    ``(k − 1) // 2``) makes from a ``size``-px image."""
     side = size
-    for k, s in zip(cfg.enc_kernels, cfg.enc_strides, strict=True):
+    for k, s in zip(enc_kernels, enc_strides, strict=True):
         side = (side + 2 * ((k - 1) // 2) - k) // s + 1
     return side
 
 
-def _validate(cfg: GNMConfig, size: int) -> None:
-    """Raise a GNMError naming the config key when the architecture lists do not fit."""
-    def need(ok: bool, msg: str) -> None:
-        if not ok:
-            raise GNMError(f"model config: {msg}")
+def need(ok: bool, msg: str) -> None:
+    """Raise ``GNMError("model config: " + msg)`` unless ``ok``."""
+    if not ok:
+        raise GNMError(f"model config: {msg}")
 
+
+def check_encoder(cfg, size: int) -> None:
+    """The encoder lists (``enc_filters``, ``enc_kernels``, ``enc_strides``) have one entry per
+    conv and map ``size`` px to the ``cfg.grid`` × ``cfg.grid`` map; else a GNMError naming
+    the config key."""
     for name in ("enc_kernels", "enc_strides"):
         need(len(getattr(cfg, name)) == len(cfg.enc_filters),
              f"{name} has {len(getattr(cfg, name))} entries but enc_filters has "
              f"{len(cfg.enc_filters)}; give one per conv.")
-    side = _encoder_side(cfg, size)
+    side = encoder_side(cfg.enc_kernels, cfg.enc_strides, size)
     need(side == cfg.grid, f"the encoder maps {size} px to {side}×{side}, not the "
          f"{cfg.grid}×{cfg.grid} grid; adjust model.enc_strides/enc_kernels or data.size.")
+
+
+def validate_object_map(cfg: ObjectMapConfig, size: int) -> None:
+    """Raise a GNMError naming the config key when the architecture lists of an object-map
+    model (GNM, SPACE) do not fit."""
+    check_encoder(cfg, size)
     for part in ("glimpse", "bg"):
         n = len(getattr(cfg, f"{part}_filters")) + 1  # hidden layers + the output layer
         for name in (f"{part}_kernels", f"{part}_upscales"):
@@ -83,6 +96,10 @@ def _validate(cfg: GNMConfig, size: int) -> None:
                  f"output layer), got {len(getattr(cfg, name))}.")
     need(cfg.render in ("window", "separable", "grid_sample"),
          f"render must be 'window', 'separable' or 'grid_sample', not {cfg.render!r}.")
+
+
+def _validate(cfg: GNMConfig, size: int) -> None:
+    validate_object_map(cfg, size)
     need(cfg.global_prior in ("structdraw", "gaussian"),
          f"global_prior must be 'structdraw' or 'gaussian', not {cfg.global_prior!r}.")
 
@@ -139,10 +156,7 @@ class GNM(nn.Module):
 
     # ----------------------------------------------------------------------------- pieces
     def _check_input(self, x: torch.Tensor) -> None:
-        want = (self.channels, self.img_size, self.img_size)
-        if x.dim() != 4 or tuple(x.shape[1:]) != want:
-            raise GNMError(f"GNM expects images [B, {want[0]}, {want[1]}, {want[2]}], got "
-                           f"{list(x.shape)}; set data.size and data.channels to match.")
+        check_images(self, x)
 
     def _background(self, z_bg: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
         if z_bg is None:  # no background model: black

@@ -69,3 +69,17 @@ def normal_log_prob(x: torch.Tensor, mu: torch.Tensor, sd: torch.Tensor | float)
 def bernoulli_log_prob(z: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
     """log Ber(z; σ(logits)) for z in {0, 1}, elementwise."""
     return z * F.logsigmoid(logits) + (1.0 - z) * F.logsigmoid(-logits)
+
+
+def beta_elbo(recon_ll: torch.Tensor, kls: dict[str, torch.Tensor], beta: float,
+              recon: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The forward output of a model trained on the β-weighted ELBO (the baselines).
+
+    ``recon_ll [B]`` is log p(x|z) and ``kls`` maps ``kl_<name>`` to per-image KLs ``[B]``, in
+    nats. Returns batch means: ``elbo = recon_ll − Σ KL``, ``loss = −(recon_ll − β·Σ KL)``,
+    ``recon_ll``, every KL term, and ``recon`` (the reconstruction, unchanged)."""
+    kl = sum(kls.values())
+    out = {"loss": -(recon_ll - beta * kl), "elbo": recon_ll - kl, "recon_ll": recon_ll, **kls}
+    out = {k: v.mean() for k, v in out.items()}
+    out["recon"] = recon
+    return out

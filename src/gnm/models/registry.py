@@ -32,7 +32,8 @@ from torch import nn
 from gnm.errors import GNMError
 
 #: built-in model name -> module that registers it (imported when the name is first needed)
-BUILTIN = {"gnm": "gnm.models.gnm"}
+BUILTIN = {"gnm": "gnm.models.gnm", "vae": "gnm.models.vae", "convdraw": "gnm.models.convdraw",
+           "space": "gnm.models.space", "genesis": "gnm.models.genesis"}
 _MODELS: dict[str, tuple[Callable[[Any], nn.Module], type]] = {}
 
 

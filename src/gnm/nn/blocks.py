@@ -110,22 +110,27 @@ class SubPixelConv(nn.Module):
 
 class SubPixelDecoder(nn.Sequential):
     """A stack of :class:`SubPixelConv` layers (paper Tables 7, 8): each hidden layer is followed
-    by layer norm and CELU, the last is linear (apply the output nonlinearity outside).
+    by layer norm and CELU (``activation="relu"``: ReLU, the baselines' decoders, paper Tables
+    10, 11), the last is linear (apply the output nonlinearity outside).
 
     ``[B, in_ch, h, w] -> [B, filters[-1], h·Πr, w·Πr]``; with a 1×1 input the output side is
     ``prod(upscales)`` (see :attr:`upscale`).
     """
 
     def __init__(self, in_ch: int, filters: Sequence[int], kernels: Sequence[int],
-                 upscales: Sequence[int]):
+                 upscales: Sequence[int], activation: str = "celu"):
         if not len(filters) == len(kernels) == len(upscales):
             raise ValueError(f"SubPixelDecoder: filters {list(filters)}, kernels {list(kernels)} "
                              f"and upscales {list(upscales)} must have the same length.")
+        if activation not in ("celu", "relu"):
+            raise ValueError(f"SubPixelDecoder: activation must be 'celu' or 'relu', not "
+                             f"{activation!r}.")
         layers: list[nn.Module] = []
         for i, (out_ch, k, r) in enumerate(zip(filters, kernels, upscales, strict=True)):
             layers.append(SubPixelConv(in_ch, out_ch, k, r))
             if i < len(filters) - 1:
-                layers += [conv_norm(out_ch), CELU(inplace=True)]
+                act = CELU(inplace=True) if activation == "celu" else nn.ReLU(inplace=True)
+                layers += [conv_norm(out_ch), act]
             in_ch = out_ch
         super().__init__(*layers)
         self.upscale = 1
