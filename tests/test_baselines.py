@@ -255,3 +255,44 @@ def test_capabilities_and_bad_input():
     with pytest.raises(GNMError, match="dec_upscales take the 1×1 input to 32 px, not data.size "
                                        "64"):
         build_model({"name": "vae", **SMALL["vae"], "enc_strides": (2, 2, 4)}, size=64)
+
+
+def _vae_weights(tmp_path, weights_of: torch.nn.Module | None = None):
+    """A small VAE's config stored with ``weights_of``'s weights (default: the VAE's own)."""
+    import json
+
+    from safetensors.torch import save_file
+
+    from gnm.config import Config, DataConfig, to_dict
+    from gnm.models.vae import VAEConfig
+
+    vae = small("vae")
+    cfg = Config(data=DataConfig(size=32), model=VAEConfig(**SMALL["vae"]))
+    path = tmp_path / "w.safetensors"
+    save_file((weights_of or vae).state_dict(), str(path),
+              metadata={"gnm_config": json.dumps(to_dict(cfg))})
+    return path
+
+
+def test_gnm_weights_read_as_a_vae_is_one_sentence(tmp_path):
+    from gnm.train.checkpoint import load_model
+
+    path = _vae_weights(tmp_path, weights_of=small("space"))
+    with pytest.raises(GNMError, match=r"do not fit the 'vae' model their config builds \(\d+ "
+                                       r"missing, \d+ unexpected keys, e.g. '.*'\); they come "
+                                       r"from another model or another version of it: check "
+                                       r"model.name in the config stored with them\.$"):
+        load_model(path)
+
+
+def test_eval_of_a_metric_the_baseline_cannot_do_is_one_sentence(tmp_path, capsys):
+    from gnm import cli
+
+    path = _vae_weights(tmp_path)
+    out = tmp_path / "ev"
+    assert cli.main(["eval", str(path), "--metrics", "ap50", "--n", "20", "--quiet",
+                     "--out", str(out)]) == 2
+    assert capsys.readouterr().err == (
+        "gnm: error: gnm eval --metrics ap50 needs a model that can decompose scenes into "
+        "objects, but it has no decompose method (model VAE).\n")
+    assert not out.exists() or not any(out.iterdir())

@@ -312,10 +312,12 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from gnm.eval.run import evaluate_file, markdown, parse_metrics
 
     check_device(args.device)
-    result = evaluate_file(args.model, parse_metrics(args.metrics), args.out, n=args.n,
-                      seed=args.seed, ll_k=args.ll_k, ll_n=args.ll_n,
-                      dsteps_cap=args.dsteps_cap, data_dir=args.data_dir, device=args.device,
-                      progress=not args.quiet)
+    strict = args.metrics.strip() not in ("all", "quick")  # named metrics must all run
+    result = evaluate_file(args.model, parse_metrics(args.metrics), args.out, strict=strict,
+                           n=args.n,
+                           seed=args.seed, ll_k=args.ll_k, ll_n=args.ll_n,
+                           dsteps_cap=args.dsteps_cap, data_dir=args.data_dir,
+                           device=args.device, progress=not args.quiet)
     print(markdown(result))
     print(f"wrote {Path(args.out) / 'eval.json'} and {Path(args.out) / 'eval.md'}")
     return 0

@@ -69,14 +69,20 @@ def real_test_scenes(cfg, n: int, data_dir: str | None = None, seed: int = 0
 
 
 def evaluate_file(model_path: str | Path, metrics: list[str], out: str | Path,
-                  device: str = "cpu", **kwargs: Any) -> dict[str, Any]:
+                  device: str = "cpu", strict: bool = False, **kwargs: Any) -> dict[str, Any]:
     """:func:`evaluate` for the model stored at ``model_path`` (run directory, checkpoint or
-    .safetensors) with its stored config; ``eval.json`` names that path."""
+    .safetensors) with its stored config; ``eval.json`` names that path. With ``strict``
+    (metrics named one by one on the command line), a metric the model cannot support is a
+    GNMError instead of a note."""
+    from gnm.models.base import require
     from gnm.train.checkpoint import load_model_and_config
 
     _check_n(kwargs.get("n", 1000))  # before loading anything
     check_writable(out)
     model, cfg = load_model_and_config(model_path, device=device)
+    if strict:
+        for m in metrics:
+            require(model, METRICS[m].needs, f"gnm eval --metrics {m}")
     return evaluate(model, cfg, metrics, out, device=device, name=str(model_path), **kwargs)
 
 

@@ -267,17 +267,23 @@ def load_model_and_config(path: str | Path, device: str | torch.device = "cpu",
     model = build(cfg)
     missing, unexpected = _fit_keys(model, weights)
     if missing or unexpected:
-        raise GNMError(f"weights in {where} do not fit the model their config builds "
-                       f"({len(missing)} missing, {len(unexpected)} unexpected keys, e.g. "
-                       f"{(missing + unexpected)[0]!r}); they come from another model version.")
+        raise GNMError(f"weights in {where} do not fit the {_model_name(cfg)} model their "
+                       f"config builds ({len(missing)} missing, {len(unexpected)} unexpected "
+                       f"keys, e.g. {(missing + unexpected)[0]!r}); they come from another model "
+                       "or another version of it: check model.name in the config stored with "
+                       "them.")
     try:
         model.load_state_dict(weights)
     except RuntimeError as exc:  # shape mismatch
         first = str(exc).strip().splitlines()[-1].strip()
-        raise GNMError(f"weights in {where} do not fit the model their config builds "
-                       f"({first}); they come from another model version.") from exc
+        raise GNMError(f"weights in {where} do not fit the {_model_name(cfg)} model their "
+                       f"config builds ({first}); they come from another model version.") from exc
     _check_finite(weights, where)
     return model.to(device).eval(), cfg
+
+
+def _model_name(cfg: Any) -> str:
+    return repr(getattr(getattr(cfg, "model", None), "name", "?"))
 
 
 def _check_finite(weights: dict[str, torch.Tensor], where: Path) -> None:
