@@ -124,7 +124,9 @@ def evaluate(model: Any, cfg: Any, metrics: list[str], out: str | Path | None = 
     if out is not None:
         check_writable(out)
     dataset = cfg.data.dataset
-    result: dict[str, Any] = {"model": name or type(model).__name__, "dataset": dataset,
+    result: dict[str, Any] = {"model": name or type(model).__name__,
+                              "model_name": getattr(cfg.model, "name", type(model).__name__),
+                              "dataset": dataset,
                               "image_size": cfg.data.size, "n": n, "seed": seed,
                               "notes": [], "details": {}}
     for m in metrics:
