@@ -249,3 +249,17 @@ def test_broadcast_decoder_matches_tiled_convolution():
     out = dec(z)
     assert out.shape == (4, 2, 9, 9)
     torch.testing.assert_close(out, dec.rest(dec.first(tiled)))
+
+
+def test_component_samples_figure_shows_each_sample_and_its_parts(tmp_path):
+    from gnm.viz.figures import component_samples, figure_plan
+
+    model = make().eval()
+    assert "component_samples" in figure_plan(model)[0]
+    pic = component_samples(model, n=3, seed=0, path=tmp_path / "c.png")
+    parts = model.sample_components(3, generator=torch.Generator().manual_seed(0))
+    k, s = model.config.components, model.img_size
+    assert pic.shape[0] > 3 * s and pic.shape[1] > (1 + k) * s  # 3 rows of 1 + K tiles
+    assert (tmp_path / "c.png").is_file()
+    # the parts add up to the sample they stand beside
+    torch.testing.assert_close(parts["components"].sum(1).clamp(0, 1), parts["images"])

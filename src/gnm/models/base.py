@@ -34,6 +34,9 @@ Optional capabilities (test with :func:`supports`, never with ``hasattr``):
 ``resample_structure``    ``resample_structure(z_g, n, generator) -> [B, n, C, H, W]``,
                           ``sample_global(n, generator) -> z_g``, ``encode_global(x)``,
                           ``generate(z_g)``: symbolic structure given the global latent.
+``sample_components``     ``sample_components(n, generator=None) -> dict`` with ``images
+                          [n, C, H, W]`` and ``components [n, K, C, H, W]`` (the parts that
+                          add up to each sample): component-wise generation (paper Fig. 3).
 
 A model may implement a capability's method and still lack it (e.g. a model whose prior has no
 density): it then lists the name in ``lacks`` (a class attribute), with the reason in
@@ -59,6 +62,7 @@ CAPABILITIES: dict[str, tuple[str, ...]] = {
     "traverse_global": ("traverse_global", "encode_global"),
     "reconstruct": ("reconstruct",),
     "resample_structure": ("resample_structure", "sample_global", "encode_global", "generate"),
+    "sample_components": ("sample_components",),
 }
 #: what each capability gives a user (for messages)
 PURPOSE = {
@@ -69,6 +73,7 @@ PURPOSE = {
     "traverse_global": "traverse the global latent",
     "reconstruct": "reconstruct scenes",
     "resample_structure": "resample the structure of a scene given its global latent",
+    "sample_components": "draw prior samples component by component",
 }
 #: keys every model's forward output must have
 FORWARD_KEYS = ("loss", "elbo", "recon_ll", "recon")

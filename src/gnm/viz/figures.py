@@ -71,6 +71,18 @@ def prior_samples(model, n: int = 64, seed: int = 0, path: str | Path | None = N
 
 
 @torch.no_grad()
+def component_samples(model, n: int = 8, seed: int = 0, path: str | Path | None = None
+                      ) -> np.ndarray:
+    """Component-wise generation (the paper's Fig. 3): one row per prior sample, the sample
+    followed by each of its ``K`` components (``model.sample_components``)."""
+    g = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
+    parts = model.sample_components(n, generator=g)
+    comps = parts["components"].clamp(0, 1)
+    rows = [np.concatenate([_rgb(parts["images"][i:i + 1]), _rgb(comps[i])]) for i in range(n)]
+    return _out(make_grid(np.concatenate(rows), nrow=1 + comps.shape[1]), path)
+
+
+@torch.no_grad()
 def reconstructions(model, x: torch.Tensor, path: str | Path | None = None,
                     nrow: int = 8) -> np.ndarray:
     """Rows of ``nrow`` inputs followed by a row of their reconstructions."""
@@ -191,6 +203,7 @@ FIGURES: dict[str, tuple[str, ...]] = {
     "global_traversal": ("traverse_global",),
     "resample_posterior": ("resample_structure",),
     "resample_prior": ("resample_structure",),
+    "component_samples": ("sample_components",),
 }
 
 
@@ -223,6 +236,7 @@ def all_figures(model, x: torch.Tensor, out: str | Path, seed: int = 0,
     shifts = torch.linspace(-1.0, 1.0, 8)
     draw = {
         "prior_samples": lambda p: prior_samples(model, 64, seed, p),
+        "component_samples": lambda p: component_samples(model, 8, seed, p),
         "reconstructions": lambda p: reconstructions(model, x[:16], p),
         "decomposition": lambda p: decomposition(model, x[:8], path=p),
         "object_traversal_where": lambda p: object_traversal(model, x[:1], "where", 2, shifts,
