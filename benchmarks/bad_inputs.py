@@ -285,8 +285,58 @@ def train_resume_data_cases() -> list[Case]:
     return [Case(**fields) for fields in module.cases(TRAIN)]
 
 
+def _small_vae(ws: Workspace) -> None:
+    """A tiny random VAE's weights at {tmp}/vae.safetensors (config in the metadata)."""
+    import json
+
+    from safetensors.torch import save_file
+
+    from gnm.config import Config, DataConfig, to_dict
+    from gnm.models.registry import build_model
+    from gnm.models.vae import VAEConfig
+
+    cfg = Config(data=DataConfig(size=32), model=VAEConfig(
+        enc_filters=(8, 8, 16), enc_kernels=(4, 4, 4), enc_strides=(2, 2, 2), latent_hidden=8,
+        z_dim=4, dec_filters=(8,), dec_kernels=(1, 3), dec_upscales=(8, 4)))
+    torch.manual_seed(0)
+    save_file(build_model(cfg).state_dict(), str(ws.tmp / "vae.safetensors"),
+              metadata={"gnm_config": json.dumps(to_dict(cfg))})
+
+
+def _gnm_weights_as_vae(ws: Workspace) -> None:
+    """The tiny GNM's weights stored with a VAE config (a GNM checkpoint read as a VAE)."""
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    _small_vae(ws)
+    with safe_open(str(ws.tmp / "vae.safetensors"), framework="pt") as f:
+        meta = f.metadata()
+    state = torch.load(next((ws.run / "checkpoints").glob("*.pt")), weights_only=False)
+    save_file(state["model"], str(ws.tmp / "gnm_as_vae.safetensors"),
+              metadata={"gnm_config": json.dumps(json.loads(meta["gnm_config"]))})
+
+
+def baseline_cases() -> list[Case]:
+    """Baselines (issue 24): an unknown model name, a capability the model lacks, weights of
+    another model."""
+    return [
+        Case("train --set model.name=nope (unknown model)", [*TRAIN, "--out", "{tmp}/r", "--set",
+                                                              "model.name=nope"], None,
+             "unknown model 'nope'", quick=True),
+        Case("eval --metrics ap50 of a VAE (it cannot decompose)",
+             ["eval", "{tmp}/vae.safetensors", "--metrics", "ap50", "--n", "20", "--quiet",
+              "--out", "{tmp}/ev"], _small_vae, "needs a model that can decompose scenes",
+             quick=True),
+        Case("eval of GNM weights stored with a VAE config",
+             ["eval", "{tmp}/gnm_as_vae.safetensors", "--quiet", "--n", "20", "--out",
+              "{tmp}/ev"], _gnm_weights_as_vae, "do not fit the 'vae' model", quick=True),
+    ]
+
+
 GROUPS: list[Callable[[], list[Case]]] = [write_cases, config_cases, judge_cases,
-                                          train_resume_data_cases]
+                                          train_resume_data_cases, baseline_cases]
 
 
 # ---------------------------------------------------------------------------- running
