@@ -83,7 +83,8 @@ def test_show_writes_every_picture(run_dir, tmp_path):
     names = sorted(p.name for p in (tmp_path / "figs").iterdir())
     assert names == sorted(f"{n}.png" for n in (
         "prior_samples", "reconstructions", "decomposition", "object_traversal_where",
-        "object_traversal_what", "global_traversal", "resample_posterior", "resample_prior"))
+        "object_traversal_what", "global_traversal", "resample_posterior", "resample_prior",
+        "component_samples"))
 
 
 def test_draw_boxes_by_hand():

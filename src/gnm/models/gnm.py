@@ -404,7 +404,13 @@ class GNM(nn.Module):
         """
         _, q, _, q_bg, _ = self._infer(x, use_mean=True)
         z = self._modes(q)
-        z_bg = None if q_bg is None else q_bg[0]
+        out = self._layers(z, None if q_bg is None else q_bg[0])
+        out.update(pres_prob=torch.sigmoid(q.pres_logit), z_what=z.what, z_where=z.where)
+        return out
+
+    def _layers(self, z: CellLatents, z_bg: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        """Binary-pres cell latents -> the composite and each object's layer (see
+        :meth:`decompose` for the keys)."""
         cfg, (b, k) = self.config, z.pres.shape
         box = where_to_box(z.where, cfg.grid)
         # absent objects' layers are zero: decode the present ones, once, for both the
@@ -415,17 +421,30 @@ class GNM(nn.Module):
         if mask is None:
             mask = torch.ones_like(appearance[:, :1])
         src = torch.cat([mask, mask * appearance], dim=1)
-        placed = x.new_zeros(b * k, src.shape[1], self.img_size, self.img_size)
+        placed = z.what.new_zeros(b * k, src.shape[1], self.img_size, self.img_size)
         placed[present] = place_glimpses(src, box.reshape(b * k, 4)[present], self.img_size,
                                          self.img_size).to(placed.dtype)
         placed = placed.view(b, k, -1, self.img_size, self.img_size)
         return {
-            "components": placed[:, :, 1:], "masks": placed[:, :, :1],
-            "presence": z.pres, "pres_prob": torch.sigmoid(q.pres_logit),
+            "components": placed[:, :, 1:], "masks": placed[:, :, :1], "presence": z.pres,
             "boxes": box_to_pixels(box, self.img_size, self.img_size), "depth": z.depth[..., 0],
             "background": comp.background, "alpha": comp.alpha, "recon": comp.image.clamp(0, 1),
-            "z_what": z.what, "z_where": z.where,
         }
+
+    @torch.no_grad()
+    def sample_components(self, n: int, generator: torch.Generator | None = None,
+                          temperature: float = 1.0) -> dict[str, torch.Tensor]:
+        """Component-wise generation (the paper's Fig. 3): ``n`` prior samples as
+        :meth:`sample` draws them, with ``images [n, C, H, W]`` and each cell's layer
+        ``components [n, K, C, H, W]`` (pres · STN⁻¹(m · o); zero for absent cells, the
+        background left out), plus ``presence``, ``boxes``, ``masks`` and ``depth``."""
+        check_temperature(temperature)
+        draw = self.structdraw(n=n, generator=generator, temperature=temperature)
+        bg = self._bg_prior(draw)
+        out = self._layers(self._modes(self.structure(draw.feature)),
+                           None if bg is None else bg[0])
+        out["images"] = out.pop("recon")
+        return out
 
     @torch.no_grad()
     def log_importance_weight(self, x: torch.Tensor) -> torch.Tensor:

@@ -64,7 +64,7 @@ class SPACE(GNM):
     """SPACE; see the module docstring. ``SPACE(cfg, size=S, channels=C)``."""
 
     elbo_kls = ("kl_struct", "kl_bg")
-    lacks = ("sample", "resample_structure", "traverse_global")
+    lacks = ("sample", "resample_structure", "traverse_global", "sample_components")
     lacks_why = dict.fromkeys(lacks, _NO_GLOBAL + " (the GNM paper uses SPACE for the "
                               "representation table only)")
 
@@ -178,4 +178,4 @@ class SPACE(GNM):
                        "latent; use a GNM model for that.")
 
     sample = sample_global = encode_global = generate = _no_global
-    resample_structure = traverse_global = _no_global
+    resample_structure = traverse_global = sample_components = _no_global
