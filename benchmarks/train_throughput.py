@@ -27,6 +27,7 @@ import time
 import torch
 
 from gnm.io import atomic_write_json
+from gnm.models.base import supports
 from gnm.models.registry import build_model
 from gnm.perf import reuse_freed_memory
 
@@ -65,6 +66,10 @@ def cpu_features() -> list[str]:
     return [x for x in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if x in flags]
 
 
+def _f(value: float | None, digits: int) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
 def _model_and_images(preset: str, batch: int, device: torch.device | str = "cpu"
                       ) -> tuple[torch.nn.Module, torch.Tensor]:
     """A freshly initialised ``preset`` model and ``batch`` uniform random images
@@ -94,20 +99,24 @@ def bench(preset: str, batch: int, steps: int, warmup: int, bf16: bool,
         with torch.no_grad(), _autocast(device.type, bf16):
             model.sample(batch)
 
-    def infer() -> None:
+    infer_op = "decompose" if supports(model, "decompose") else "reconstruct"
+
+    def infer() -> None:  # decompose, or for a model without objects its reconstruction
         with torch.no_grad(), _autocast(device.type, bf16):
-            model.decompose(x)
+            getattr(model, infer_op)(x)
 
     model.train()
     t_train = statistics.median(_timed(train_step, steps, warmup, device))
     model.eval()
-    t_sample = statistics.median(_timed(sample, steps, warmup, device))
+    t_sample = (statistics.median(_timed(sample, steps, warmup, device))
+                if supports(model, "sample") else None)  # SPACE has no prior over scenes
     t_infer = statistics.median(_timed(infer, steps, warmup, device))
     return {"preset": preset, "dtype": "bf16" if bf16 else "fp32", "batch": batch,
             "device": str(device),
             "params": sum(p.numel() for p in model.parameters()),
             "train_s_per_step": t_train, "train_images_per_s": batch / t_train,
-            "sample_images_per_s": batch / t_sample, "infer_images_per_s": batch / t_infer}
+            "sample_images_per_s": None if t_sample is None else batch / t_sample,
+            "infer": infer_op, "infer_images_per_s": batch / t_infer}
 
 
 def profile(preset: str, batch: int, bf16: bool = False, top: int = 12) -> list[dict]:
@@ -182,8 +191,9 @@ def main() -> None:
             for d in dtypes]
     for r in rows:
         r["train_speedup_vs_reference"] = r["train_images_per_s"] / REFERENCE["train_images_per_s"]
-        r["sample_speedup_vs_reference"] = (r["sample_images_per_s"]
-                                            / REFERENCE["sample_images_per_s"])
+        r["sample_speedup_vs_reference"] = (
+            None if r["sample_images_per_s"] is None
+            else r["sample_images_per_s"] / REFERENCE["sample_images_per_s"])
     result = {"benchmark": "train_throughput", "threads": args.threads, "steps": args.steps,
               "machine": (torch.cuda.get_device_name(device) if device.type == "cuda"
                           else platform.processor() or platform.machine()),
@@ -203,8 +213,8 @@ def main() -> None:
     for r in rows:
         print(f"| {r['preset']} | {r['dtype']} | {r['params'] / 1e6:.2f}M | "
               f"{r['train_s_per_step']:.3f} | {r['train_images_per_s']:.1f} | "
-              f"{r['train_speedup_vs_reference']:.1f} | {r['sample_images_per_s']:.0f} | "
-              f"{r['sample_speedup_vs_reference']:.1f} | {r['infer_images_per_s']:.0f} |")
+              f"{r['train_speedup_vs_reference']:.1f} | {_f(r['sample_images_per_s'], 0)} | "
+              f"{_f(r['sample_speedup_vs_reference'], 1)} | {r['infer_images_per_s']:.0f} |")
     if args.profile:
         for d, ops in result["profile_train_step"].items():
             print(f"\n| op ({d} train step) | self ms | share |\n|---|---|---|")
