@@ -314,8 +314,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     check_device(args.device)
     strict = args.metrics.strip() not in ("all", "quick")  # named metrics must all run
     result = evaluate_file(args.model, parse_metrics(args.metrics), args.out, strict=strict,
-                           n=args.n,
-                           seed=args.seed, ll_k=args.ll_k, ll_n=args.ll_n,
+                           n=args.n, seed=args.seed, ll_k=args.ll_k, ll_n=args.ll_n,
                            dsteps_cap=args.dsteps_cap, data_dir=args.data_dir,
                            device=args.device, progress=not args.quiet)
     print(markdown(result))

@@ -25,8 +25,8 @@ import torch
 from torch import nn
 
 from gnm.models.base import check_images
-from gnm.models.gnm import check_encoder, check_temperature, need
-from gnm.models.losses import beta_elbo, kl_normal, normal_log_prob
+from gnm.models.gnm import check_encoder, check_temperature, need, traverse_latent
+from gnm.models.losses import beta_elbo, kl_normal, normal_log_prob, pixel_log_lik
 from gnm.models.registry import register_model
 from gnm.models.structdraw import StructDRAW
 from gnm.models.vae import TABLE6, check_decoder, pixel_decoder
@@ -101,9 +101,6 @@ class ConvDRAW(nn.Module):
     def _decode(self, canvas: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.decoder(canvas).float())
 
-    def _log_px(self, x: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
-        return normal_log_prob(x.float(), mean, self.config.sigma).flatten(1).sum(1)
-
     def _infer(self, x: torch.Tensor, use_mean: bool = False):
         check_images(self, x)
         return self.draw(self.encoder(x), use_mean=use_mean)
@@ -115,7 +112,8 @@ class ConvDRAW(nn.Module):
         f32 = torch.float32
         kl = kl_normal(d.post_mu.to(f32), d.post_sd.to(f32), d.prior_mu.to(f32),
                        d.prior_sd.to(f32)).flatten(1).sum(1)
-        return beta_elbo(self._log_px(x, recon), {"kl_z": kl}, self.config.beta, recon)
+        rll = pixel_log_lik(x, recon, self.config.sigma)
+        return beta_elbo(rll, {"kl_z": kl}, self.config.beta, recon)
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None,
@@ -144,10 +142,7 @@ class ConvDRAW(nn.Module):
     @torch.no_grad()
     def traverse_global(self, z: torch.Tensor, dim: int, values: torch.Tensor) -> torch.Tensor:
         """Set ``z[:, dim]`` to each of ``values [V]`` and decode: ``[V, B, C, H, W]``."""
-        zz = z.unsqueeze(0).repeat(len(values), 1, 1)
-        zz[:, :, dim] = values.to(zz).view(-1, 1)
-        img = self.generate(zz.flatten(0, 1))
-        return img.view(len(values), z.shape[0], *img.shape[1:])
+        return traverse_latent(self.generate, z, dim, values)
 
     @torch.no_grad()
     def log_importance_weight(self, x: torch.Tensor) -> torch.Tensor:
@@ -155,4 +150,4 @@ class ConvDRAW(nn.Module):
         d = self._infer(x)
         lw = (normal_log_prob(d.z, d.prior_mu, d.prior_sd)
               - normal_log_prob(d.z, d.post_mu, d.post_sd)).flatten(1).sum(1)
-        return self._log_px(x, self._decode(d.feature)) + lw.float()
+        return pixel_log_lik(x, self._decode(d.feature), self.config.sigma) + lw.float()

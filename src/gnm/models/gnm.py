@@ -33,6 +33,7 @@ from gnm.models.losses import (
     kl_normal,
     noise,
     normal_log_prob,
+    pixel_log_lik,
     relaxed_bernoulli_sample,
 )
 from gnm.models.registry import register_model
@@ -104,6 +105,15 @@ def _validate(cfg: GNMConfig, size: int) -> None:
          f"global_prior must be 'structdraw' or 'gaussian', not {cfg.global_prior!r}.")
 
 
+def traverse_latent(generate, z: torch.Tensor, dim: int, values: torch.Tensor) -> torch.Tensor:
+    """Set ``z[:, dim]`` (``z [B, D]``) to each of ``values [V]`` and decode with
+    ``generate`` (``[N, D] -> [N, C, H, W]``): images ``[V, B, C, H, W]``."""
+    zz = z.unsqueeze(0).repeat(len(values), 1, 1)
+    zz[:, :, dim] = values.to(zz).view(-1, 1)
+    img = generate(zz.flatten(0, 1))
+    return img.view(len(values), z.shape[0], *img.shape[1:])
+
+
 def check_temperature(temperature: float) -> None:
     """Raise a GNMError unless ``temperature`` (the factor on p(z_g)'s standard deviations when
     sampling; 1 is the model's prior, values below 1 draw nearer its modes) is finite and >= 0."""
@@ -128,13 +138,21 @@ class GNM(nn.Module):
 
     def __init__(self, config: GNMConfig, size: int = 128, channels: int = 1):
         super().__init__()
-        cfg = self.config = config
+        _validate(config, size)
+        self._build(config, size, channels, with_global=True)
+
+    def _build(self, cfg: ObjectMapConfig, size: int, channels: int, with_global: bool) -> None:
+        """Create the modules: the object map (encoder, structuring network, glimpse decoder,
+        background) and, ``with_global``, StructDRAW and p(z_b|z_g). The creation order is
+        fixed (it sets the initialisation for a seed and the parameter order optimisers
+        save); SPACE builds the same without the global parts."""
+        self.config = cfg
         self.img_size, self.channels = size, channels
-        _validate(cfg, size)
         feat = cfg.enc_filters[-1]
         self.encoder = ConvStack(channels, cfg.enc_filters, cfg.enc_kernels, cfg.enc_strides,
                                  norm_act_final=True)
-        self.structdraw = StructDRAW(cfg, feat)
+        if with_global:
+            self.structdraw = StructDRAW(cfg, feat)
         self.structure = StructureNet(feat, cfg.struct_hidden, cfg.z_what_dim,
                                       cfg.pres_logit_scale, cfg.std_floor,
                                       init_where=(cfg.where_prior_mean, cfg.where_prior_std))
@@ -143,7 +161,8 @@ class GNM(nn.Module):
                                               cfg.glimpse_mask)
         if cfg.background:
             self.bg_encoder = MLP(feat * cfg.num_cells, [*cfg.bg_enc_hidden, 2 * cfg.z_bg_dim])
-            self.bg_prior = MLP(cfg.z_global_dim, [*cfg.bg_prior_hidden, 2 * cfg.z_bg_dim])
+            if with_global:
+                self.bg_prior = MLP(cfg.z_global_dim, [*cfg.bg_prior_hidden, 2 * cfg.z_bg_dim])
             self.bg_decoder = BackgroundDecoder(cfg.z_bg_dim, channels, cfg.bg_filters,
                                                 cfg.bg_kernels, cfg.bg_upscales)
             if self.bg_decoder.size != size:
@@ -227,6 +246,21 @@ class GNM(nn.Module):
         return CellLatents(pres, g(d.where_mu, d.where_sd), g(d.depth_mu, d.depth_sd),
                            g(d.what_mu, d.what_sd))
 
+    def _fixed_prior_kls(self, q: CellDists, weight: torch.Tensor, rho: float):
+        """Per-image KLs ``[B]`` (fp32) of q(z_s|x) to the fixed priors: pres to Ber(ρ), and,
+        weighted per cell by ``weight [B, K]`` (z_pres), where to the where prior, depth and
+        what to N(0, I). GNM's auxiliary terms; SPACE's whole prior."""
+        f32 = torch.float32
+        kl_pres = kl_bernoulli_const(q.pres_logit.to(f32), rho).sum(1)
+        kl_where = (kl_normal(q.where_mu.to(f32), q.where_sd.to(f32),
+                              self.where_prior_mean.to(f32), self.where_prior_std.to(f32)
+                              ).sum(-1) * weight).sum(1)
+        kl_depth = (kl_normal(q.depth_mu.to(f32), q.depth_sd.to(f32), 0.0, 1.0).sum(-1)
+                    * weight).sum(1)
+        kl_what = (kl_normal(q.what_mu.to(f32), q.what_sd.to(f32), 0.0, 1.0).sum(-1)
+                   * weight).sum(1)
+        return kl_pres, kl_where, kl_depth, kl_what
+
     def _bg_prior(self, draw: DrawOutput) -> tuple[torch.Tensor, torch.Tensor] | None:
         if not self.config.background:
             return None
@@ -258,7 +292,7 @@ class GNM(nn.Module):
         f32 = torch.float32
         q32 = CellDists(*(t.to(f32) for t in q._tensors()))
         p32 = CellDists(*(t.to(f32) for t in p._tensors()))
-        recon_ll = normal_log_prob(x.to(f32), comp.image.to(f32), cfg.sigma).flatten(1).sum(1)
+        recon_ll = pixel_log_lik(x, comp.image, cfg.sigma)
         kl_global = kl_normal(draw.post_mu.to(f32), draw.post_sd.to(f32), draw.prior_mu.to(f32),
                               draw.prior_sd.to(f32)).flatten(1).sum(1)
         kl_pres = kl_bernoulli_logits(q32.pres_logit, p32.pres_logit).sum(1)
@@ -268,11 +302,8 @@ class GNM(nn.Module):
         kl_struct = kl_pres + kl_where + kl_depth + kl_what
 
         weight = z.pres.to(f32).clamp(min=1e-5)  # aux object KLs count present objects
-        aux_pres = kl_bernoulli_const(q32.pres_logit, cfg.rho(step)).sum(1)
-        aux_where = (kl_normal(q32.where_mu, q32.where_sd, self.where_prior_mean.to(f32),
-                               self.where_prior_std.to(f32)).sum(-1) * weight).sum(1)
-        aux_depth = (kl_normal(q32.depth_mu, q32.depth_sd, 0.0, 1.0).sum(-1) * weight).sum(1)
-        aux_what = (kl_normal(q32.what_mu, q32.what_sd, 0.0, 1.0).sum(-1) * weight).sum(1)
+        aux_pres, aux_where, aux_depth, aux_what = self._fixed_prior_kls(q32, weight,
+                                                                         cfg.rho(step))
         if q_bg is not None:
             (qm, qs), (pm, ps) = [(a.to(f32), b.to(f32)) for a, b in (q_bg, p_bg)]
             kl_bg = kl_normal(qm, qs, pm, ps).sum(1)
@@ -355,10 +386,7 @@ class GNM(nn.Module):
     @torch.no_grad()
     def traverse_global(self, z_g: torch.Tensor, dim: int, values: torch.Tensor) -> torch.Tensor:
         """Set z_g[:, dim] to each of ``values [V]`` and decode: ``[V, B, C, H, W]``."""
-        z = z_g.unsqueeze(0).repeat(len(values), 1, 1)
-        z[:, :, dim] = values.to(z).view(-1, 1)
-        img = self.generate(z.flatten(0, 1))
-        return img.view(len(values), z_g.shape[0], *img.shape[1:])
+        return traverse_latent(self.generate, z_g, dim, values)
 
     # ----------------------------------------------------------------------------- analysis
     @torch.no_grad()
@@ -455,7 +483,7 @@ class GNM(nn.Module):
         z = self._sample_cells(q, None)
         z_bg = None if q_bg is None else q_bg[0] + q_bg[1] * torch.randn_like(q_bg[0])
         img = self.render(z, z_bg).image.float()
-        lw = normal_log_prob(x.float(), img, self.config.sigma).flatten(1).sum(1)
+        lw = pixel_log_lik(x, img, self.config.sigma)
         lw = lw + (normal_log_prob(draw.z, draw.prior_mu, draw.prior_sd)
                    - normal_log_prob(draw.z, draw.post_mu, draw.post_sd)).flatten(1).sum(1)
         lw = lw + (bernoulli_log_prob(z.pres, p.pres_logit)

@@ -66,6 +66,12 @@ def normal_log_prob(x: torch.Tensor, mu: torch.Tensor, sd: torch.Tensor | float)
     return -0.5 * ((x - mu) / sd).pow(2) - torch.log(sd) - 0.5 * math.log(2 * math.pi)
 
 
+def pixel_log_lik(x: torch.Tensor, mean: torch.Tensor, sigma: float) -> torch.Tensor:
+    """log N(x; mean, σ² I) per image ``[B]`` (nats), summed over ``[C, H, W]``, in fp32: the
+    Gaussian pixel likelihood of GNM, SPACE, the VAE and ConvDRAW."""
+    return normal_log_prob(x.float(), mean.float(), sigma).flatten(1).sum(1)
+
+
 def bernoulli_log_prob(z: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
     """log Ber(z; σ(logits)) for z in {0, 1}, elementwise."""
     return z * F.logsigmoid(logits) + (1.0 - z) * F.logsigmoid(-logits)

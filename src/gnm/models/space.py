@@ -33,16 +33,9 @@ from gnm.errors import GNMError
 from gnm.models.config import LIMITS as _GNM_LIMITS
 from gnm.models.config import ObjectMapConfig
 from gnm.models.gnm import GNM, _gauss, validate_object_map
-from gnm.models.losses import (
-    bernoulli_log_prob,
-    kl_bernoulli_const,
-    kl_normal,
-    normal_log_prob,
-)
+from gnm.models.losses import bernoulli_log_prob, kl_normal, normal_log_prob, pixel_log_lik
 from gnm.models.registry import register_model
-from gnm.models.render import BackgroundDecoder, GlimpseDecoder
-from gnm.models.structure import StructureNet, box_to_pixels, where_to_box
-from gnm.nn import MLP, ConvStack
+from gnm.models.structure import box_to_pixels, where_to_box
 
 
 @dataclass
@@ -70,29 +63,8 @@ class SPACE(GNM):
 
     def __init__(self, config: SPACEConfig, size: int = 128, channels: int = 1):
         nn.Module.__init__(self)
-        cfg = self.config = config
-        self.img_size, self.channels = size, channels
-        validate_object_map(cfg, size)
-        feat = cfg.enc_filters[-1]
-        self.encoder = ConvStack(channels, cfg.enc_filters, cfg.enc_kernels, cfg.enc_strides,
-                                 norm_act_final=True)
-        self.structure = StructureNet(feat, cfg.struct_hidden, cfg.z_what_dim,
-                                      cfg.pres_logit_scale, cfg.std_floor,
-                                      init_where=(cfg.where_prior_mean, cfg.where_prior_std))
-        self.glimpse_decoder = GlimpseDecoder(cfg.z_what_dim, channels, cfg.glimpse_filters,
-                                              cfg.glimpse_kernels, cfg.glimpse_upscales,
-                                              cfg.glimpse_mask)
-        if cfg.background:
-            self.bg_encoder = MLP(feat * cfg.num_cells, [*cfg.bg_enc_hidden, 2 * cfg.z_bg_dim])
-            self.bg_decoder = BackgroundDecoder(cfg.z_bg_dim, channels, cfg.bg_filters,
-                                                cfg.bg_kernels, cfg.bg_upscales)
-            if self.bg_decoder.size != size:
-                raise GNMError(f"model config: bg_upscales multiply to {self.bg_decoder.size}, "
-                               f"not data.size {size}; adjust model.bg_upscales.")
-        self.register_buffer("where_prior_mean", torch.tensor(cfg.where_prior_mean),
-                             persistent=False)
-        self.register_buffer("where_prior_std", torch.tensor(cfg.where_prior_std),
-                             persistent=False)
+        validate_object_map(config, size)
+        self._build(config, size, channels, with_global=False)
 
     def _infer(self, x: torch.Tensor, use_mean: bool = False):
         """(None, q(z_s|x), None, q(z_b|x) or None, None): GNM's tuple without z_g parts."""
@@ -103,18 +75,6 @@ class SPACE(GNM):
             if self.config.background else None
         return None, q, None, q_bg, None
 
-    def _prior_terms(self, q, weight: torch.Tensor, rho: float):
-        """Per-image KLs ``[B]`` of q(z_s|x) to the fixed prior: pres, where, depth, what."""
-        f32 = torch.float32
-        kl_pres = kl_bernoulli_const(q.pres_logit.to(f32), rho).sum(1)
-        kl_where = (kl_normal(q.where_mu.to(f32), q.where_sd.to(f32), self.where_prior_mean,
-                              self.where_prior_std).sum(-1) * weight).sum(1)
-        kl_depth = (kl_normal(q.depth_mu.to(f32), q.depth_sd.to(f32), 0.0, 1.0).sum(-1)
-                    * weight).sum(1)
-        kl_what = (kl_normal(q.what_mu.to(f32), q.what_sd.to(f32), 0.0, 1.0).sum(-1)
-                   * weight).sum(1)
-        return kl_pres, kl_where, kl_depth, kl_what
-
     def forward(self, x: torch.Tensor, step: int = 0) -> dict[str, torch.Tensor]:
         """Loss and diagnostics for ``x [B, C, H, W]`` in [0, 1] (per-image means, nats)."""
         cfg = self.config
@@ -123,9 +83,9 @@ class SPACE(GNM):
         z_bg = None if q_bg is None else q_bg[0] + q_bg[1] * torch.randn_like(q_bg[0])
         comp = self.render(z, z_bg, cfg.fg_mask_force(step))
         f32 = torch.float32
-        recon_ll = normal_log_prob(x.to(f32), comp.image.to(f32), cfg.sigma).flatten(1).sum(1)
+        recon_ll = pixel_log_lik(x, comp.image, cfg.sigma)
         weight = z.pres.to(f32).clamp(min=1e-5)
-        kl_pres, kl_where, kl_depth, kl_what = self._prior_terms(q, weight, cfg.rho(step))
+        kl_pres, kl_where, kl_depth, kl_what = self._fixed_prior_kls(q, weight, cfg.rho(step))
         kl_struct = kl_pres + kl_where + kl_depth + kl_what
         kl_bg = (kl_normal(q_bg[0].to(f32), q_bg[1].to(f32), 0.0, 1.0).sum(1)
                  if q_bg is not None else torch.zeros_like(recon_ll))
@@ -154,8 +114,7 @@ class SPACE(GNM):
         _, q, _, q_bg, _ = self._infer(x)
         z = self._sample_cells(q, None)
         z_bg = None if q_bg is None else q_bg[0] + q_bg[1] * torch.randn_like(q_bg[0])
-        lw = normal_log_prob(x.float(), self.render(z, z_bg).image.float(),
-                             cfg.sigma).flatten(1).sum(1)
+        lw = pixel_log_lik(x, self.render(z, z_bg).image, cfg.sigma)
         rho = cfg.rho(max(cfg.rho.start_step, cfg.rho.end_step) + 1)
         prior_logit = torch.logit(torch.tensor(rho, dtype=torch.float64)).item()
         lw = lw + (bernoulli_log_prob(z.pres, torch.full_like(q.pres_logit, prior_logit))

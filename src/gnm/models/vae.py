@@ -22,8 +22,8 @@ import torch
 from torch import nn
 
 from gnm.models.base import check_images
-from gnm.models.gnm import check_encoder, check_temperature, need
-from gnm.models.losses import beta_elbo, kl_normal, noise, normal_log_prob
+from gnm.models.gnm import check_encoder, check_temperature, need, traverse_latent
+from gnm.models.losses import beta_elbo, kl_normal, noise, normal_log_prob, pixel_log_lik
 from gnm.models.registry import register_model
 from gnm.nn import ConvStack, SubPixelDecoder, conv_norm
 from gnm.nn.blocks import CELU, Conv2d
@@ -111,16 +111,14 @@ class VAE(nn.Module):
     def _decode(self, z: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.decoder(z[:, :, None, None]).float())
 
-    def _log_px(self, x: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
-        return normal_log_prob(x.float(), mean, self.config.sigma).flatten(1).sum(1)
-
     def forward(self, x: torch.Tensor, step: int = 0) -> dict[str, torch.Tensor]:
         """Loss and diagnostics for ``x [B, C, H, W]`` in [0, 1] (per-image means, nats)."""
         mu, sd = self._posterior(x)
         z = mu + sd * torch.randn_like(mu)
         recon = self._decode(z)
         kl = kl_normal(mu.float(), sd.float(), 0.0, 1.0).sum(1)
-        return beta_elbo(self._log_px(x, recon), {"kl_z": kl}, self.config.beta, recon)
+        rll = pixel_log_lik(x, recon, self.config.sigma)
+        return beta_elbo(rll, {"kl_z": kl}, self.config.beta, recon)
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None,
@@ -150,10 +148,7 @@ class VAE(nn.Module):
     @torch.no_grad()
     def traverse_global(self, z: torch.Tensor, dim: int, values: torch.Tensor) -> torch.Tensor:
         """Set ``z[:, dim]`` to each of ``values [V]`` and decode: ``[V, B, C, H, W]``."""
-        zz = z.unsqueeze(0).repeat(len(values), 1, 1)
-        zz[:, :, dim] = values.to(zz).view(-1, 1)
-        img = self._decode(zz.flatten(0, 1))
-        return img.view(len(values), z.shape[0], *img.shape[1:])
+        return traverse_latent(self.generate, z, dim, values)
 
     @torch.no_grad()
     def log_importance_weight(self, x: torch.Tensor) -> torch.Tensor:
@@ -162,4 +157,5 @@ class VAE(nn.Module):
         mu, sd = mu.float(), sd.float()
         z = mu + sd * torch.randn_like(mu)
         log_pz = normal_log_prob(z, torch.zeros_like(z), 1.0).sum(1)
-        return self._log_px(x, self._decode(z)) + log_pz - normal_log_prob(z, mu, sd).sum(1)
+        log_px = pixel_log_lik(x, self._decode(z), self.config.sigma)
+        return log_px + log_pz - normal_log_prob(z, mu, sd).sum(1)
