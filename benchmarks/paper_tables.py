@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
 
 from gnm.errors import GNMError
+from gnm.eval.stats import Z95
 from gnm.io import atomic_write_bytes
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -85,9 +87,9 @@ def load_rows(index: Path) -> list[dict[str, Any]]:
                 raise GNMError(f"{path} measures dataset {result.get('dataset')!r}, but "
                                f"{index.name} puts it in the {ds} column.")
             cell = {k: result.get(k) for k in ("sacc", "dsteps", "ll", "ap50", "ap", "probe")}
-            ci = (result.get("details", {}).get("sacc") or {}).get("ci95")
-            cell.update(ci=ci, dir=entry[ds], image_size=result.get("image_size"),
-                        judge=(result.get("details", {}).get("sacc") or {}).get("judge_version"))
+            sacc = result.get("details", {}).get("sacc") or {}
+            cell.update(ci=sacc.get("ci95"), dir=entry[ds], image_size=result.get("image_size"),
+                        n=result.get("n"), judge=sacc.get("judge_version"))
             row[ds] = cell
         rows.append(row)
     return rows
@@ -141,6 +143,46 @@ def table4(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def compare(a: dict[str, Any], b: dict[str, Any]) -> tuple[float, float, float]:
+    """Difference of two measured S-Accs ``a - b`` with its 95% normal interval (independent
+    samples of sizes ``a["n"]``, ``b["n"]``): ``(d, lo, hi)``."""
+    pa, pb = a["sacc"], b["sacc"]
+    se = math.sqrt(pa * (1 - pa) / a["n"] + pb * (1 - pb) / b["n"])
+    d = pa - pb
+    return d, d - Z95 * se, d + Z95 * se
+
+
+def ordering(rows: list[dict[str, Any]], dataset: str) -> list[str]:
+    """Markdown bullets for the paper's S-Acc order on ``dataset`` (models sorted by the paper's
+    value), restricted to the models we measured: one per adjacent pair, saying whether ours
+    keeps it (the 95% interval of our difference lies above zero), reverses it (below zero) or
+    cannot tell (it contains zero), with the numbers; then one bullet naming the models of the
+    paper's table we have not measured."""
+    by_name = {r["row"]: r.get(dataset) for r in rows}
+    paper = sorted(((v[dataset]["sacc"], k) for k, v in PAPER.items()
+                    if "sacc" in v.get(dataset, {})), reverse=True)
+
+    def measured(name: str) -> bool:
+        c = by_name.get(name)
+        return bool(c and c.get("sacc") is not None and c.get("n"))
+
+    have = [(p, k) for p, k in paper if measured(k)]
+    lines = []
+    for (pa, a), (pb, b) in zip(have, have[1:], strict=False):
+        ca, cb = by_name[a], by_name[b]
+        d, lo, hi = compare(ca, cb)
+        verdict = ("holds" if lo > 0 else "reversed" if hi < 0
+                   else "equal (both 0)" if ca["sacc"] == cb["sacc"] == 0
+                   else "not resolved (the interval contains 0)")
+        lines.append(f"- {a} ({pa:.3f}) {'>' if pa > pb else '='} {b} ({pb:.3f}) in the paper: "
+                     f"ours {ca['sacc']:.3f} vs {cb['sacc']:.3f}, difference {d:+.3f} "
+                     f"({lo:+.3f} to {hi:+.3f}): {verdict}.")
+    missing = [k for _, k in paper if not measured(k)]
+    if missing:
+        lines.append(f"- not measured here: {', '.join(missing)}.")
+    return lines
+
+
 def render(rows: list[dict[str, Any]]) -> str:
     """Both tables with their captions."""
     return ("Scene structure accuracy, discriminability and log-likelihood (the paper's Tables 1 "
@@ -151,7 +193,10 @@ def render(rows: list[dict[str, Any]]) -> str:
             "(docs/judge.md; those weights are not kept).\n\n" + table1(rows)
             + "\n\nRepresentation (the paper's Table 4): box AP against the scenes' true boxes "
             "and the accuracy of a linear probe of z_what for the digit class.\n\n"
-            + table4(rows) + "\n")
+            + table4(rows) + "\n\nThe paper's S-Acc order, pair by pair, against ours (95% "
+            "interval of the difference of two proportions, n samples each):\n\n"
+            + "\n\n".join(f"{DATASETS[d]}:\n\n" + "\n".join(ordering(rows, d))
+                            for d in DATASETS) + "\n")
 
 
 def write(path: Path, text: str) -> None:

@@ -51,3 +51,36 @@ def test_a_wrong_index_is_one_sentence(tmp_path, monkeypatch):
     with pytest.raises(GNMError, match="nope/eval.json does not exist"):
         pt.load_rows(index)
     assert pt.main(["--index", str(tmp_path / "none.json")]) == 2
+
+
+def test_compare_is_the_two_proportion_interval_by_hand():
+    # 0.5 and 0.2 of 100 each: se = sqrt(.25/100 + .16/100) = sqrt(.0041) = 0.0640312
+    d, lo, hi = pt.compare({"sacc": 0.5, "n": 100}, {"sacc": 0.2, "n": 100})
+    assert d == pytest.approx(0.3)
+    assert lo == pytest.approx(0.3 - 1.959964 * 0.0640312, abs=1e-6)
+    assert hi == pytest.approx(0.3 + 1.959964 * 0.0640312, abs=1e-6)
+
+
+def test_ordering_follows_the_paper_and_says_what_is_missing(tmp_path, monkeypatch):
+    monkeypatch.setattr(pt, "RESULTS", tmp_path)
+    for name, sacc in (("g", 0.9), ("c8", 0.88), ("c", 0.95), ("v", 0.0), ("ge", 0.0)):
+        _result(tmp_path / name, "mnist4", sacc)
+    for name in ("g", "c8", "c", "v", "ge"):
+        doc = json.loads((tmp_path / name / "eval.json").read_text())
+        doc["n"] = 1000
+        (tmp_path / name / "eval.json").write_text(json.dumps(doc))
+    index = tmp_path / "index.json"
+    index.write_text(json.dumps({"rows": [
+        {"row": r, "mnist4": f} for r, f in (("GNM", "g"), ("ConvDRAW-8", "c8"),
+                                             ("ConvDRAW", "c"), ("VAE", "v"))]}))
+    lines = pt.ordering(pt.load_rows(index), "mnist4")
+    # paper order GNM > ConvDRAW-8 > GENESIS > ConvDRAW > VAE; GENESIS not measured
+    assert lines[0].startswith("- GNM (0.984) > ConvDRAW-8 (0.604) in the paper: ours 0.900 vs "
+                               "0.880, difference +0.020")
+    assert lines[0].endswith("not resolved (the interval contains 0).")
+    assert lines[1].startswith("- ConvDRAW-8 (0.604) > ConvDRAW (0.048)")
+    assert lines[1].endswith("reversed.")  # 0.88 vs 0.95 at n = 1000: -0.07 +- 0.025
+    assert lines[2].endswith("holds.")  # ConvDRAW 0.95 > VAE 0.0
+    assert lines[3] == "- not measured here: GENESIS."
+    assert pt.ordering(pt.load_rows(index), "mnist10") == [
+        "- not measured here: GNM, ConvDRAW-MLP, VAE, GENESIS, ConvDRAW-8, ConvDRAW."]
