@@ -55,3 +55,26 @@ def test_traversal_rows_change_the_image(bundled):
     assert pic.shape[0] > pic.shape[1] / 8 * 3  # 4 rows of 8
     pic = object_traversal(model, x[:1], "what", t.what_dim, t.what_values)
     assert pic.std() > 0
+
+
+def test_component_samples_leave_out_components_blank_in_every_row():
+    from gnm.viz.figures import component_samples
+
+    class Parts(torch.nn.Module):
+        """Two samples of 3 components; component 1 is blank in both."""
+
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+
+        def sample_components(self, n, generator=None):
+            comps = torch.zeros(n, 3, 1, 4, 4)
+            comps[0, 0, :, 0, 0] = 1.0
+            comps[1, 2, :, 3, 3] = 0.5
+            return {"images": comps.sum(1), "components": comps}
+
+    full = component_samples(Parts(), n=2, drop_empty=False)
+    kept = component_samples(Parts(), n=2)
+    assert full.shape[1] == 2 + 4 * 6 and kept.shape[1] == 2 + 3 * 6  # 1 + K tiles of 4 + 2 pad
+    tile = lambda pic, r, c: pic[2 + r * 6:6 + r * 6, 2 + c * 6:6 + c * 6, 0]  # noqa: E731
+    assert tile(kept, 0, 1)[0, 0] == 255 and tile(kept, 1, 2)[3, 3] == 128  # comps 0 and 2

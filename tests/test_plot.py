@@ -14,6 +14,7 @@ from gnm.viz.plot import (
     PALETTE,
     chart_frame,
     format_tick,
+    labelled_rows,
     line_chart,
     nice_ticks,
     side_by_side,
@@ -81,6 +82,20 @@ def test_side_by_side_pads_to_the_tallest():
     assert out[:, 4:6].min() == 255 and out[6:, 6:].min() == 255 and out[:6, 6:].max() == 0
     with pytest.raises(GNMError):
         side_by_side([])
+
+
+def test_labelled_rows_places_each_picture_right_of_its_label(tmp_path):
+    a, b = np.zeros((10, 4, 3), np.uint8), np.full((6, 8, 3), 7, np.uint8)
+    out = labelled_rows([("first", a), ("second", b)], label_width=60, gap=3,
+                        path=tmp_path / "rows.png")
+    assert out.shape == (19, 68, 3)
+    assert out[:10, 60:64].max() == 0 and out[:10, 64:].min() == 255  # a, then white
+    assert out[10:13, 60:].min() == 255  # the gap
+    assert (out[13:19, 60:68] == 7).all()
+    assert out[:, :60].min() < 128  # the labels are drawn in the left column
+    assert (tmp_path / "rows.png").is_file()
+    with pytest.raises(GNMError):
+        labelled_rows([])
 
 
 def test_curves_from_metrics_records(tmp_path):

@@ -71,13 +71,18 @@ def prior_samples(model, n: int = 64, seed: int = 0, path: str | Path | None = N
 
 
 @torch.no_grad()
-def component_samples(model, n: int = 8, seed: int = 0, path: str | Path | None = None
-                      ) -> np.ndarray:
+def component_samples(model, n: int = 8, seed: int = 0, path: str | Path | None = None,
+                      drop_empty: bool = True) -> np.ndarray:
     """Component-wise generation (the paper's Fig. 3): one row per prior sample, the sample
-    followed by each of its ``K`` components (``model.sample_components``)."""
+    followed by each of its ``K`` components (``model.sample_components``). With
+    ``drop_empty``, components that stay blank (no pixel above 1/255) in every row are left out
+    (GNM's absent cells), keeping their order."""
     g = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
     parts = model.sample_components(n, generator=g)
     comps = parts["components"].clamp(0, 1)
+    if drop_empty:
+        keep = comps.flatten(2).amax(2).amax(0) > 1 / 255  # [K]
+        comps = comps[:, keep] if keep.any() else comps[:, :1]
     rows = [np.concatenate([_rgb(parts["images"][i:i + 1]), _rgb(comps[i])]) for i in range(n)]
     return _out(make_grid(np.concatenate(rows), nrow=1 + comps.shape[1]), path)
 

@@ -233,3 +233,23 @@ def side_by_side(pictures: Sequence[np.ndarray], gap: int = 8,
     if path is not None:
         save_png(out, path)
     return out
+
+
+def labelled_rows(rows: Sequence[tuple[str, np.ndarray]], label_width: int = 120, gap: int = 6,
+                  path: str | Path | None = None) -> np.ndarray:
+    """Stack uint8 ``[H, W, 3]`` pictures top to bottom on white, each with its label written
+    in a ``label_width``-pixel column on its left (vertically centred)."""
+    if not rows:
+        raise GNMError("labelled_rows needs at least one (label, picture) pair.")
+    w = label_width + max(p.shape[1] for _, p in rows)
+    h = sum(p.shape[0] for _, p in rows) + gap * (len(rows) - 1)
+    canvas = Image.new("RGB", (w, h), (255, 255, 255))
+    draw, font, y = ImageDraw.Draw(canvas), _font(13), 0
+    for label, p in rows:
+        canvas.paste(Image.fromarray(p), (label_width, y))
+        _text(draw, (label_width - 6, y + p.shape[0] / 2), label, font, "rm")
+        y += p.shape[0] + gap
+    out = np.asarray(canvas).copy()
+    if path is not None:
+        save_png(out, path)
+    return out
