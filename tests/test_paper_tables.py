@@ -6,6 +6,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -84,3 +85,26 @@ def test_ordering_follows_the_paper_and_says_what_is_missing(tmp_path, monkeypat
     assert lines[3] == "- not measured here: GENESIS."
     assert pt.ordering(pt.load_rows(index), "mnist10") == [
         "- not measured here: GNM, ConvDRAW-MLP, VAE, GENESIS, ConvDRAW-8, ConvDRAW."]
+
+
+def test_paper_figures_draw_kept_weights_and_list_the_rest(tmp_path, monkeypatch):
+    from gnm.demo import default_model_path
+    from tests.conftest import load_benchmark
+
+    pf = load_benchmark("paper_figures")
+    monkeypatch.setattr(pf, "RESULTS", tmp_path)
+    for folder, model in (("g", str(default_model_path())), ("v", "runs/gone")):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "eval.json").write_text(json.dumps({"model": model}))
+    index = tmp_path / "index.json"
+    index.write_text(json.dumps({"rows": [{"row": "GNM", "mnist4": "g"},
+                                          {"row": "VAE", "mnist4": "v"}]}))
+    summary = pf.figures(index, tmp_path / "img", n=3, rows=1)
+    assert summary["mnist4"]["models"] == ["GNM"]
+    assert summary["mnist4"]["skipped"] == ["VAE: its weights runs/gone are not kept"]
+    assert summary["mnist10"] == {"models": [], "skipped": []}
+    from PIL import Image
+
+    pic = np.asarray(Image.open(summary["mnist4"]["samples"]))
+    assert pic.shape[0] == 64 + 2 * 2 and pic.shape[1] == 120 + 3 * 66 + 2  # one row of 3
+    assert Image.open(summary["mnist4"]["components"]).size[1] == 68  # one component row
