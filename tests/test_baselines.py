@@ -115,6 +115,18 @@ def test_convdraw_objective_against_torch_distributions(key):
     assert d.z.shape == (3, steps, dz)
 
 
+def test_convdraw_beta_warmup_scales_only_the_loss_kl():
+    from gnm.schedule import Schedule
+
+    model = small("convdraw", beta=10.0, beta_warmup=Schedule(100, 300, 0.0, 1.0))
+    x = images()
+    for step, w in ((0, 0.0), (200, 0.5), (1000, 1.0)):
+        torch.manual_seed(3)
+        out = model(x, step)
+        torch.testing.assert_close(out["loss"], -(out["recon_ll"] - 10.0 * w * out["kl_z"]))
+        torch.testing.assert_close(out["elbo"], out["recon_ll"] - out["kl_z"])  # unweighted
+
+
 def test_space_objective_against_torch_distributions():
     model = small("space")
     x = images()

@@ -34,6 +34,7 @@ the Gaussian-pixel models, σ 0.1 (GENESIS keeps its mixture σ 0.7; ``genesis-c
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 
 from gnm.config import Config, DataConfig, TrainConfig
@@ -74,6 +75,10 @@ _CPU_MAP = dict(
     tau=Schedule(500, 5000, 1.0, 0.5), rho=Schedule(0, 1000, 0.1, 0.001), sigma=0.1)
 
 
+#: the CPU recipe's warm-up factor on the global KL (GNM's β_g; ConvDRAW's β)
+_CPU_WARMUP = Schedule(2000, 20_000, 0.0, 1.0)
+
+
 def _cpu_train() -> TrainConfig:
     """The CPU recipe's training section (every CPU preset, baselines included)."""
     return TrainConfig(steps=56_000, optimizer="adam", lr=3e-4, batch_size=16,
@@ -83,7 +88,7 @@ def _cpu_train() -> TrainConfig:
 
 def _mnist_cpu(dataset: str, global_prior: str = "structdraw") -> Callable[[], Config]:
     def make() -> Config:
-        model = ModelConfig(**_CPU_MAP, beta_g_warmup=Schedule(2000, 20_000, 0.0, 1.0),
+        model = ModelConfig(**copy.deepcopy(_CPU_MAP), beta_g_warmup=copy.copy(_CPU_WARMUP),
                             beta_g=2.0, global_prior=global_prior)
         return Config(data=DataConfig(dataset=dataset, size=64), model=model, train=_cpu_train())
     return make
@@ -108,7 +113,7 @@ def _baseline(name: str, cpu: bool, **fields) -> Callable[[], Config]:
     def make() -> Config:
         from gnm.models.registry import config_class
 
-        model = config_class(name)(**fields)
+        model = config_class(name)(**copy.deepcopy(fields))  # no Schedule shared by two configs
         if not cpu:
             return Config(data=DataConfig(dataset="mnist4", size=128), model=model)
         return Config(data=DataConfig(dataset="mnist4", size=64), model=model, train=_cpu_train())
@@ -137,7 +142,8 @@ PRESETS: dict[str, Callable[[], Config]] = {
     "vae": _baseline("vae", False),
     "vae-cpu": _baseline("vae", True, **_CPU_ENC, **_CPU_VAE_DEC, sigma=0.1),
     "convdraw": _baseline("convdraw", False),
-    "convdraw-cpu": _baseline("convdraw", True, **_CPU_ENC, **_CPU_DRAW_DEC, sigma=0.1),
+    "convdraw-cpu": _baseline("convdraw", True, **_CPU_ENC, **_CPU_DRAW_DEC, sigma=0.1,
+                              beta_warmup=_CPU_WARMUP),
     "convdraw-mlp": _baseline("convdraw", False, interaction_mlp=True),
     "convdraw-mlp-cpu": _baseline("convdraw", True, **_CPU_ENC, **_CPU_DRAW_DEC, sigma=0.1,
                                   interaction_mlp=True),
