@@ -146,7 +146,7 @@ PRESETS: dict[str, Callable[[], Config]] = {
                               beta_warmup=_CPU_WARMUP),
     "convdraw-mlp": _baseline("convdraw", False, interaction_mlp=True),
     "convdraw-mlp-cpu": _baseline("convdraw", True, **_CPU_ENC, **_CPU_DRAW_DEC, sigma=0.1,
-                                  interaction_mlp=True),
+                                  interaction_mlp=True, beta_warmup=_CPU_WARMUP),
     "space": _baseline("space", False),
     "space-cpu": _baseline("space", True, **_CPU_MAP),
     "genesis": _baseline("genesis", False),
