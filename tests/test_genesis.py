@@ -263,3 +263,18 @@ def test_component_samples_figure_shows_each_sample_and_its_parts(tmp_path):
     assert (tmp_path / "c.png").is_file()
     # the parts add up to the sample they stand beside
     torch.testing.assert_close(parts["components"].sum(1).clamp(0, 1), parts["images"])
+
+
+def test_genesis_beta_warmup_scales_only_the_loss_kl():
+    from gnm.schedule import Schedule
+
+    torch.manual_seed(0)
+    model = build_model({"name": "genesis", **SMALL, "beta": 10.0,
+                         "beta_warmup": Schedule(100, 300, 0.0, 1.0)}, size=32, channels=1)
+    x = torch.rand(3, 1, 32, 32, generator=torch.Generator().manual_seed(0))
+    for step, w in ((0, 0.0), (200, 0.5), (1000, 1.0)):
+        torch.manual_seed(3)
+        out = model(x, step)
+        kl = out["kl_mask"] + out["kl_comp"]
+        torch.testing.assert_close(out["loss"], -(out["recon_ll"] - 10.0 * w * kl))
+        torch.testing.assert_close(out["elbo"], out["recon_ll"] - kl)  # unweighted

@@ -17,7 +17,9 @@ A stick-breaking mask VAE and a component VAE with an autoregressive prior. ``K`
     objective (the plain β-ELBO, as the GNM paper trained it; not GECO)
         KL_mask = Σ_k KL(q(z_m^k | ·) ‖ p(z_m^k | z_m^{<k}))
         KL_comp = Σ_k KL(q(z_c^k | ·) ‖ p(z_c^k | z_m^k))
-        elbo = log p(x|z) − KL_mask − KL_comp,   loss = −(log p(x|z) − β(KL_mask + KL_comp))
+        elbo = log p(x|z) − KL_mask − KL_comp,   loss = −(log p(x|z) − β·w(t)·(KL_mask + KL_comp))
+
+with w(t) = ``beta_warmup(step)`` (1 throughout by default, the paper).
 
 Stds: posterior ``softplus(· + 0.5) + floor``, learned priors ``sigmoid(· + 4) + floor`` (so
 they start near 1 and stay ≤ 1 + floor), as in the official code (modules/blocks.py). Each KL
@@ -40,7 +42,7 @@ model has 13.96M parameters at 128 px (paper Table 5: 13.9M).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -52,6 +54,7 @@ from gnm.models.losses import beta_elbo, kl_normal, noise, normal_log_prob
 from gnm.models.registry import register_model
 from gnm.nn import MLP, ConvStack
 from gnm.nn.broadcast import SpatialBroadcastDecoder
+from gnm.schedule import Schedule
 
 
 @dataclass
@@ -77,6 +80,7 @@ class GenesisConfig:
     prior_mlp_hidden: tuple[int, ...] = (256, 256)  # MLP of p(z_c^k | z_m^k)
     beta: float = 10.0  # weight of both KLs in the loss (GNM paper: 10 MNIST, 15 Arrow)
     sigma: float = 0.7  # std of each mixture component's pixel Gaussian (official: 0.7)
+    beta_warmup: Schedule = field(default_factory=lambda: Schedule.constant(1.0))  # w(t)
     std_floor: float = 1e-4  # added to every std
     presence_pixels: int = 10  # decompose(): a component is present if m_k > 0.5 on this many px
 
@@ -264,7 +268,8 @@ class Genesis(nn.Module):
         r = self._infer(x)
         kls = {"kl_mask": kl_normal(*r.q_mask, *r.p_mask).sum((1, 2)),
                "kl_comp": kl_normal(*r.q_comp, *r.p_comp).sum((1, 2))}
-        return beta_elbo(self._recon_ll(x, r), kls, self.config.beta, r.recon)
+        beta = self.config.beta * self.config.beta_warmup(step)
+        return beta_elbo(self._recon_ll(x, r), kls, beta, r.recon)
 
     # ---------------------------------------------------------------------------- generation
     @torch.no_grad()
