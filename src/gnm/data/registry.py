@@ -27,7 +27,7 @@ from gnm.errors import GNMError
 
 #: built-in dataset name -> module that registers it
 BUILTIN = {"mnist4": "gnm.data.scenes", "mnist10": "gnm.data.scenes",
-           "mnist4_10": "gnm.data.scenes"}
+           "mnist4_10": "gnm.data.scenes", "arrow": "gnm.data.arrow_room"}
 
 
 @dataclass(frozen=True)

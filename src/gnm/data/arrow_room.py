@@ -1,0 +1,330 @@
+"""The Arrow Room (the paper's Sec. 4 3D dataset): scene rule, layout sampling, shading.
+
+Rule: four objects on a grey matte floor. One is an **arrow**, the object nearest to the
+camera; of the other three (spheres, cubes or cylinders) exactly two share a shape and the
+remaining one, whose shape is unique, is the arrow's **target**: the arrow lies flat and points
+at it. Colours are drawn independently from CLEVR's eight; one material (rubber or metal) per
+image.
+
+Geometry (world units; :mod:`gnm.data.raycast` has the frame and the primitives): every object
+has size ``r = 0.6`` (a 1.2-unit footprint, 20-27 px at 128 px). The camera looks at the floor
+point ``(0, 0.4, 0)`` from 8.6 units away at 28° elevation (±1° jitter, ±0.15 units of
+target jitter), horizontal field of view 49°. The three objects stand in the far half
+(``y ∈ [0.6, 3.2]``, ``|x| ≤ 2.6``) at least ``2.6 r`` apart; the arrow in the near half
+(``y ∈ [−2.4, −1.2]``, ``|x| ≤ 1.6``). A layout is drawn again (a new stream of the same scene
+index) until each object shows at least ``MIN_VISIBLE`` of its pixels at 128 px, all lie inside
+the frame, and the arrow is the nearest to the camera.
+
+Shading: one key light (direction toward it ``KEY``) with soft shadows (``shadow_samples``
+jittered directions averaged), ambient light, Lambert diffuse for every surface; rubber adds a
+faint broad highlight, metal a sharp Blinn-Phong highlight and a reflection of a simple
+environment (floor grey below the horizon, a sky gradient above).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from gnm.data.raycast import ARROW, SHAPES, camera_rays, cast
+
+#: CLEVR's palette (RGB 0-255), in this order
+COLOURS: dict[str, tuple[int, int, int]] = {
+    "gray": (87, 87, 87), "red": (173, 35, 35), "blue": (42, 75, 215), "green": (29, 105, 20),
+    "brown": (129, 74, 25), "purple": (129, 38, 192), "cyan": (41, 208, 208),
+    "yellow": (255, 238, 51)}
+MATERIALS: tuple[str, ...] = ("rubber", "metal")
+SIZE = 0.6
+FOV = 49.0
+DISTANCE, ELEVATION, LOOK_AT = 8.6, 28.0, (0.0, 0.4, 0.0)
+KEY = (-0.45, -0.55, 0.70)  # toward the key light (normalised below)
+FLOOR_RGB = (0.50, 0.50, 0.50)
+#: least visible pixels per object at 128 px (scaled by (size / 128)² at other sizes)
+MIN_VISIBLE = 90
+
+
+@dataclass
+class Layout:
+    """Scenes before rendering, as arrays over a batch ``B`` of four objects each (object 0 is
+    the arrow): ``shape [B, 4]`` (indices into :data:`SHAPES`), ``colour [B, 4]`` (into
+    :data:`COLOURS`), ``material [B]`` (into :data:`MATERIALS`), ``pos [B, 4, 2]`` floor
+    positions, ``yaw [B, 4]`` radians, ``target [B]`` (object index the arrow points at),
+    ``eye``, ``look_at`` ``[B, 3]`` the camera."""
+
+    shape: np.ndarray
+    colour: np.ndarray
+    material: np.ndarray
+    pos: np.ndarray
+    yaw: np.ndarray
+    target: np.ndarray
+    eye: np.ndarray
+    look_at: np.ndarray
+
+
+def sample_layout(rng: np.random.Generator) -> Layout:
+    """One scene that follows the rule (before the visibility check), as a batch of one."""
+    shared, unique = rng.choice(3, size=2, replace=False)  # sphere, cube, cylinder indices
+    others = np.array([shared, shared, unique])
+    rng.shuffle(others)
+    target = 1 + int(np.flatnonzero(others == unique)[0])
+    pos = np.zeros((4, 2))
+    for _ in range(1000):
+        xy = np.stack([rng.uniform(-2.6, 2.6, 3), rng.uniform(0.6, 3.2, 3)], 1)
+        gaps = np.linalg.norm(xy[:, None] - xy[None], axis=-1) + np.eye(3) * 99
+        if gaps.min() >= 2.6 * SIZE:
+            break
+    pos[1:] = xy
+    pos[0] = (rng.uniform(-1.6, 1.6), rng.uniform(-2.4, -1.2))
+    yaw = rng.uniform(0, math.pi / 2, 4)
+    dx, dy = pos[target] - pos[0]
+    yaw[0] = math.atan2(dy, dx)
+    el = math.radians(ELEVATION + rng.uniform(-1, 1))
+    look = np.array(LOOK_AT) + np.r_[rng.uniform(-0.15, 0.15, 2), 0.0]
+    eye = look + DISTANCE * np.array([0.0, -math.cos(el), math.sin(el)])
+    return Layout(np.r_[ARROW, others][None], rng.integers(0, len(COLOURS), 4)[None],
+                  np.array([rng.integers(0, 2)]), pos[None], yaw[None], np.array([target]),
+                  eye[None], look[None])
+
+
+def stack_layouts(layouts: list[Layout]) -> Layout:
+    """One :class:`Layout` of a batch from batches (concatenated along the first axis)."""
+    return Layout(*(np.concatenate([getattr(x, f) for x in layouts])
+                    for f in Layout.__dataclass_fields__))
+
+
+def _environment(r: torch.Tensor) -> torch.Tensor:
+    """Colour ``[..., 3]`` a metal surface reflects along unit directions ``r [..., 3]``."""
+    up = r[..., 2:3].clamp(-1, 1)
+    sky = 0.55 + 0.35 * up.clamp_min(0)
+    return torch.where(up > 0, sky.expand(*up.shape[:-1], 3),
+                       torch.tensor(FLOOR_RGB, dtype=r.dtype) * 0.8)
+
+
+def render(layout: Layout, size: int = 128, shadow_samples: int = 4,
+           supersample: int = 1) -> dict[str, torch.Tensor]:
+    """Render a batch: ``image [B, 3, S, S]`` float in [0, 1], the hit buffer ``ids [B, S, S]``
+    (object index 0-3, −1 floor or sky) and ``depth [B, S, S]`` (ray distance, world units;
+    inf for sky). With ``supersample = k`` the picture is rendered at ``k·S`` and averaged down
+    (the hit buffer is the central sub-pixel's)."""
+    full = size * supersample
+    f32 = torch.float32
+    eye = torch.from_numpy(layout.eye).to(f32)
+    o, v = camera_rays(eye, torch.from_numpy(layout.look_at).to(f32), FOV, full)
+    kind = torch.from_numpy(layout.shape).long()
+    pos, yaw = torch.from_numpy(layout.pos).to(f32), torch.from_numpy(layout.yaw).to(f32)
+    r = torch.full(kind.shape, SIZE, dtype=f32)
+    t_obj, ids, n_obj = cast(o, v, kind, pos, yaw, r)
+    t_floor = torch.where(v[..., 2] < 0, -o[..., 2] / v[..., 2].clamp(max=-1e-9), math.inf)
+    on_obj = t_obj < t_floor
+    t = torch.where(on_obj, t_obj, t_floor)
+    ids = torch.where(on_obj, ids, -1)
+    sky = ~torch.isfinite(t)
+    normal = torch.where(on_obj[..., None], n_obj, torch.tensor([0.0, 0.0, 1.0]))
+    p = o + torch.where(sky, 0.0, t)[..., None] * v
+    palette = torch.tensor(list(COLOURS.values()), dtype=f32) / 255.0
+    colours = palette[torch.from_numpy(layout.colour).long()]  # [B, 4, 3]
+    albedo = torch.where(on_obj[..., None], colours.gather(1, ids.clamp_min(0)[..., None]
+                                                           .expand(-1, -1, 3)),
+                         torch.tensor(FLOOR_RGB))
+    key = torch.nn.functional.normalize(torch.tensor(KEY), dim=0)
+    lit = torch.zeros_like(t)
+    gen = torch.Generator().manual_seed(0)  # fixed jitter: the same soft shadow every call
+    start = p + 1e-3 * normal
+    for _ in range(shadow_samples):
+        jitter = key + 0.06 * torch.randn(3, generator=gen) if shadow_samples > 1 else key
+        d = torch.nn.functional.normalize(jitter, dim=0).expand_as(v).contiguous()
+        t_sh, _, _ = cast(start, d, kind, pos, yaw, r, any_hit=True)
+        lit += torch.isinf(t_sh).to(f32)
+    lit /= shadow_samples
+    diffuse = (normal * key).sum(-1).clamp_min(0) * lit
+    metal = torch.from_numpy(layout.material == 1)[:, None] & on_obj
+    half = torch.nn.functional.normalize(key - v, dim=-1)
+    nh = (normal * half).sum(-1).clamp_min(0)
+    reflect = v - 2 * (v * normal).sum(-1, keepdim=True) * normal
+    rubber_rgb = albedo * (0.32 + 0.75 * diffuse[..., None]) + (0.06 * nh ** 8 * lit)[..., None]
+    metal_rgb = (albedo * (0.15 + 0.35 * diffuse[..., None]) + 0.55 * albedo * _environment(reflect)
+                 + (0.9 * nh ** 80 * lit)[..., None])
+    rgb = torch.where(metal[..., None], metal_rgb, rubber_rgb)
+    rgb = torch.where(sky[..., None], torch.tensor([0.55, 0.55, 0.58]), rgb).clamp(0, 1)
+    b = kind.shape[0]
+    image = rgb.view(b, full, full, 3).permute(0, 3, 1, 2)
+    ids, depth = ids.view(b, full, full), t.view(b, full, full)
+    if supersample > 1:
+        image = torch.nn.functional.avg_pool2d(image, supersample)
+        c = supersample // 2
+        ids, depth = ids[:, c::supersample, c::supersample], depth[:, c::supersample,
+                                                                  c::supersample]
+    return {"image": image.contiguous(), "ids": ids.contiguous(), "depth": depth.contiguous()}
+
+
+def shape_names(layout: Layout) -> list[list[str]]:
+    """Readable shape names ``[B][4]`` of a layout."""
+    return [[SHAPES[s] for s in row] for row in layout.shape]
+
+
+def _boxes(ids: torch.Tensor, k: int) -> torch.Tensor:
+    """Pixel boxes ``[B, 4]`` (x0, y0, x1, y1; x1, y1 exclusive) of object ``k`` in hit
+    buffers ``ids [B, S, S]``; zeros where it has no pixel."""
+    m = ids == k
+    rows, cols = m.any(2), m.any(1)
+    s = ids.shape[-1]
+    ar = torch.arange(s)
+    y0 = torch.where(rows, ar, s).amin(1)
+    y1 = torch.where(rows, ar + 1, 0).amax(1)
+    x0 = torch.where(cols, ar, s).amin(1)
+    x1 = torch.where(cols, ar + 1, 0).amax(1)
+    box = torch.stack([x0, y0, x1, y1], 1)
+    return torch.where(m.any((1, 2))[:, None], box, 0)
+
+
+def check_scenes(layout: Layout, out: dict[str, torch.Tensor]) -> np.ndarray:
+    """Which rendered scenes are usable ``[B]`` bool: every object shows at least
+    ``MIN_VISIBLE`` pixels (scaled to the size), none touches the image border, and the arrow
+    is the nearest object to the camera."""
+    ids = out["ids"]
+    s = ids.shape[-1]
+    least = MIN_VISIBLE * (s / 128) ** 2
+    visible = torch.stack([(ids == k).sum((1, 2)) for k in range(4)], 1) >= least
+    border = torch.cat([ids[:, 0], ids[:, -1], ids[:, :, 0], ids[:, :, -1]], 1)
+    inside = ~(border >= 0).any(1)
+    centre = np.concatenate([layout.pos, np.full(layout.pos.shape[:2] + (1,), SIZE)], -1)
+    dist = np.linalg.norm(centre - layout.eye[:, None], axis=-1)
+    nearest = dist.argmin(1) == 0
+    return visible.all(1).numpy() & inside.numpy() & nearest
+
+
+SPLITS: tuple[str, ...] = ("train", "val", "test")
+_STREAM = 7  # keeps the Arrow Room's random streams apart from the MNIST datasets' codes
+MAX_ATTEMPTS = 64
+
+
+class ArrowRoomGenerator:
+    """Arrow Room scenes of one split/size/seed; ``generator.batch(indices)`` renders them.
+
+    Scene ``i`` is a pure function of ``(seed, split, i)``: its layout comes from the numpy
+    stream ``[seed, 7, split, i, attempt]``, ``attempt`` counting the layouts rejected by
+    :func:`check_scenes` before it. Rendering is at ``size`` px with ``supersample``-fold
+    anti-aliasing (default 2 below 128 px, else 1) and ``shadow_samples`` shadow rays.
+    """
+
+    def __init__(self, split: str = "train", size: int = 128, seed: int = 0,
+                 supersample: int | None = None, shadow_samples: int = 4) -> None:
+        from gnm.data.scenes import check_size, check_split
+
+        self.split = check_split(split)
+        self.size = check_size(size)
+        self.seed = int(seed)
+        self.supersample = supersample or (2 if size < 128 else 1)
+        self.shadow_samples = int(shadow_samples)
+
+    def layout(self, index: int, attempt: int = 0) -> Layout:
+        """The candidate layout of scene ``index`` at ``attempt``."""
+        key = [self.seed, _STREAM, SPLITS.index(self.split), int(index), int(attempt)]
+        return sample_layout(np.random.default_rng(key))
+
+    def render(self, layout: Layout) -> dict[str, torch.Tensor]:
+        """:func:`render` at this generator's size and quality."""
+        return render(layout, self.size, self.shadow_samples, self.supersample)
+
+    def batch(self, indices) -> tuple[np.ndarray, list[dict]]:
+        """Scenes ``indices``: images uint8 ``[B, S, S, 3]`` and their annotations."""
+        indices = [int(i) for i in indices]
+        if any(i < 0 for i in indices):
+            raise ValueError("scene indices start at 0")
+        attempt = [0] * len(indices)
+        done: dict[int, tuple[Layout, dict[str, torch.Tensor]]] = {}
+        todo = list(range(len(indices)))
+        while todo:
+            lay = stack_layouts([self.layout(indices[j], attempt[j]) for j in todo])
+            out = self.render(lay)
+            ok = check_scenes(lay, out)
+            left = []
+            for row, j in enumerate(todo):
+                if ok[row] or attempt[j] + 1 >= MAX_ATTEMPTS:
+                    done[j] = (stack_layouts([_row(lay, row)]),
+                               {k: v[row:row + 1] for k, v in out.items()})
+                else:
+                    attempt[j] += 1
+                    left.append(j)
+            todo = left
+        images, notes = [], []
+        for j, i in enumerate(indices):
+            lay, out = done[j]
+            images.append((out["image"][0].permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8))
+            notes.append(annotate(i, self.split, lay, out, attempt[j]))
+        return np.stack(images), notes
+
+    def __getitem__(self, index: int):
+        images, notes = self.batch([index])
+        return images[0], notes[0]
+
+
+def _row(layout: Layout, row: int) -> Layout:
+    return Layout(*(getattr(layout, f)[row:row + 1] for f in Layout.__dataclass_fields__))
+
+
+def annotate(index: int, split: str, layout: Layout, out: dict[str, torch.Tensor],
+             attempts: int = 0) -> dict:
+    """Ground truth of a one-scene batch from its layout and hit buffer: per object its box
+    (px), visible pixel count, shape, colour, centre distance to the camera (world units),
+    and the scene's material, target and whether the rule holds."""
+    boxes = torch.stack([_boxes(out["ids"], k)[0] for k in range(4)]).tolist()
+    pixels = [int((out["ids"][0] == k).sum()) for k in range(4)]
+    centre = np.concatenate([layout.pos[0], np.full((4, 1), SIZE)], -1)
+    depth = np.linalg.norm(centre - layout.eye[0], axis=-1)
+    shapes = layout.shape[0].tolist()
+    others = shapes[1:]
+    unique = [k + 1 for k, s in enumerate(others) if others.count(s) == 1]
+    holds = (shapes[0] == ARROW and ARROW not in others and len(unique) == 1
+             and unique[0] == int(layout.target[0]) and int(np.argmin(depth)) == 0)
+    colour_names = list(COLOURS)
+    return {"index": int(index), "dataset": "arrow", "split": split, "rule": "arrow",
+            "boxes": boxes, "classes": shapes, "quadrants": [-1] * 4, "pixels": pixels,
+            "shapes": [SHAPES[s] for s in shapes],
+            "colours": [colour_names[c] for c in layout.colour[0].tolist()],
+            "material": MATERIALS[int(layout.material[0])], "target": int(layout.target[0]),
+            "depth": [round(float(d), 4) for d in depth], "yaw": layout.yaw[0].tolist(),
+            "positions": layout.pos[0].tolist(), "rule_holds": bool(holds),
+            "attempts": int(attempts)}
+
+
+class ArrowRoomDataset(torch.utils.data.Dataset):
+    """On-the-fly Arrow Room scenes (map-style; any index is valid, ``length`` bounds a
+    sampler). Items: ``image`` float32 ``[3, S, S]`` in [0, 1] plus the padded targets of
+    :func:`gnm.data.scenes.target_tensors` (classes: shape indices). Rendering one scene per
+    item is slow; :meth:`batch_items` renders many at once."""
+
+    def __init__(self, split: str = "train", size: int = 128, seed: int = 0,
+                 length: int = 1_000_000) -> None:
+        self.generator = ArrowRoomGenerator(split, size, seed)
+        self.length = int(length)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return self.batch_items([index])[0]
+
+    def batch_items(self, indices) -> list[dict[str, torch.Tensor]]:
+        from gnm.data.scenes import target_tensors
+
+        images, notes = self.generator.batch(indices)
+        return [{"image": torch.from_numpy(im).permute(2, 0, 1).float().div_(255.0),
+                 **target_tensors(a)} for im, a in zip(images, notes, strict=True)]
+
+
+def _build(data, split: str, seed: int, mnist=None) -> ArrowRoomDataset:
+    """The registry's builder of ``arrow`` (``mnist`` is unused)."""
+    return ArrowRoomDataset(split, data.size, seed)
+
+
+def _register() -> None:
+    from gnm.data.registry import register_dataset
+
+    register_dataset("arrow", _build, channels=3)
+
+
+_register()

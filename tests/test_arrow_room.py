@@ -1,0 +1,102 @@
+"""The Arrow Room generator: the rule holds, ground truth matches the pixels, determinism."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from gnm.data.arrow_room import (
+    COLOURS,
+    SIZE,
+    ArrowRoomGenerator,
+    check_scenes,
+    render,
+    sample_layout,
+    stack_layouts,
+)
+from gnm.data.raycast import ARROW
+
+
+@pytest.fixture(scope="module")
+def scenes():
+    return ArrowRoomGenerator("train", size=64, seed=0).batch(range(12))
+
+
+def test_rule_holds_on_every_scene(scenes):
+    images, notes = scenes
+    assert images.shape == (12, 64, 64, 3) and images.dtype == np.uint8
+    for a in notes:
+        shapes = a["shapes"]
+        assert shapes[0] == "arrow" and "arrow" not in shapes[1:]
+        others = shapes[1:]
+        assert len(set(others)) == 2  # exactly two share a shape
+        unique = [k + 1 for k, s in enumerate(others) if others.count(s) == 1]
+        assert unique == [a["target"]] and a["rule_holds"]
+        assert int(np.argmin(a["depth"])) == 0  # the arrow is nearest
+        assert a["material"] in ("rubber", "metal") and set(a["colours"]) <= set(COLOURS)
+
+
+def test_arrow_yaw_points_at_the_target(scenes):
+    for a in scenes[1]:
+        (x0, y0), (x1, y1) = a["positions"][0], a["positions"][a["target"]]
+        assert abs(math.remainder(a["yaw"][0] - math.atan2(y1 - y0, x1 - x0), 2 * math.pi)) < 1e-9
+
+
+def test_boxes_enclose_the_visible_pixels_and_objects_show(scenes):
+    for a in scenes[1]:
+        for (x0, y0, x1, y1), px in zip(a["boxes"], a["pixels"], strict=True):
+            assert px >= 90 * (64 / 128) ** 2
+            assert 0 < x0 < x1 < 64 and 0 < y0 < y1 < 64  # inside the frame, off the border
+            assert px <= (x1 - x0) * (y1 - y0)
+            assert 6 <= x1 - x0 <= 20 and 6 <= y1 - y0 <= 20  # 12-27 px at 128 px
+
+
+def test_deterministic_and_independent_of_the_batch(scenes):
+    gen = ArrowRoomGenerator("train", size=64, seed=0)
+    images, notes = gen.batch([5, 2])
+    np.testing.assert_array_equal(images[0], scenes[0][5])
+    np.testing.assert_array_equal(images[1], scenes[0][2])
+    assert notes[0] == scenes[1][5]
+    other, _ = ArrowRoomGenerator("test", size=64, seed=0).batch([5])
+    assert np.abs(other[0].astype(int) - images[0]).mean() > 1  # splits differ
+
+
+def test_object_pixels_take_the_object_colour_and_metal_shines():
+    lay = stack_layouts([sample_layout(np.random.default_rng([1, i])) for i in range(4)])
+    lay.colour[:] = 1  # red everywhere
+    lay.material[:] = [0, 1, 0, 1]
+    out = render(lay, 64, shadow_samples=1)
+    img, ids = out["image"], out["ids"]
+    for b in range(4):
+        obj = img[b][:, ids[b] >= 0]
+        assert (obj[0] > obj[1] + 0.1).float().mean() > 0.8  # red dominates on objects
+        floor = img[b][:, ids[b] == -1]
+        assert (floor.max(0).values - floor.min(0).values).abs().max() < 1e-5  # grey floor
+    peak = [img[b][:, ids[b] >= 0].max().item() for b in range(4)]
+    assert peak[1] > peak[0] + 0.05 and peak[3] > peak[2] + 0.05  # metal highlights
+
+
+def test_check_scenes_rejects_a_hidden_object_and_a_far_arrow():
+    lay = stack_layouts([sample_layout(np.random.default_rng([2, 0]))] * 3)
+    lay.pos[1, 2] = lay.pos[1, 1] + [0.0, 2.2 * SIZE]  # behind object 1, seen through it
+    lay.pos[1, 3] = lay.pos[1, 1] + [0.0, 1.0 * SIZE]
+    lay.pos[2, 0] = [0.0, 4.0]  # the arrow far away
+    ok = check_scenes(lay, render(lay, 64, shadow_samples=1))
+    assert ok[0] and not ok[2]
+    assert lay.shape[0, 0] == ARROW
+
+
+def test_registry_builds_arrow_with_three_channels():
+    from gnm.config import DataConfig
+    from gnm.data.registry import build_dataset
+    from gnm.errors import GNMError
+
+    data = DataConfig(dataset="arrow", size=64, channels=3)
+    item = build_dataset(data, "val")[3]
+    assert item["image"].shape == (3, 64, 64) and item["n_objects"].item() == 4
+    assert item["classes"][:4].tolist()[0] == ARROW and item["classes"][4].item() == -1
+    assert 0 <= item["image"].min() and item["image"].max() <= 1
+    with pytest.raises(GNMError, match="data.channels=3"):
+        build_dataset(DataConfig(dataset="arrow", size=64, channels=1), "val")
+    torch.testing.assert_close(item["image"], build_dataset(data, "val")[3]["image"])
