@@ -100,3 +100,19 @@ def test_registry_builds_arrow_with_three_channels():
     with pytest.raises(GNMError, match="data.channels=3"):
         build_dataset(DataConfig(dataset="arrow", size=64, channels=1), "val")
     torch.testing.assert_close(item["image"], build_dataset(data, "val")[3]["image"])
+
+
+def test_export_round_trip_and_too_small_size(tmp_path):
+    from gnm.cli import main
+    from gnm.data.store import SceneShards
+
+    out = tmp_path / "arrow"
+    assert main(["data", "make", "arrow", "--split", "val", "--n", "6", "--size", "64",
+                 "--out", str(out), "--shard-size", "4", "--quiet"]) == 0
+    shards = SceneShards(out)
+    images, notes = ArrowRoomGenerator("val", size=64).batch(range(6))
+    np.testing.assert_array_equal(shards.image_uint8(4), images[4])
+    assert shards[4]["image"].shape == (3, 64, 64) and shards.annotations[4] == notes[4]
+    assert (out / "preview.png").is_file()
+    assert main(["data", "make", "arrow", "--n", "2", "--size", "32",
+                 "--out", str(tmp_path / "small")]) == 2

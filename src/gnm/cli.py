@@ -74,7 +74,7 @@ def _register_data(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--no-download", action="store_true", help="only look on disk")
     m.set_defaults(func=_cmd_data_mnist)
     k = dsub.add_parser("make", help="export scenes as checksummed shards (resumable)")
-    k.add_argument("dataset", help="mnist4 | mnist10 | mnist4_10")
+    k.add_argument("dataset", help="mnist4 | mnist10 | mnist4_10 | arrow")
     k.add_argument("--split", default="train", help="train | val | test (default train)")
     k.add_argument("--n", type=int, required=True, help="number of scenes")
     k.add_argument("--out", required=True, help="output folder")

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from gnm.data.raycast import ARROW, SHAPES, camera_rays, cast
+from gnm.errors import GNMError
 
 #: CLEVR's palette (RGB 0-255), in this order
 COLOURS: dict[str, tuple[int, int, int]] = {
@@ -199,6 +200,8 @@ def check_scenes(layout: Layout, out: dict[str, torch.Tensor]) -> np.ndarray:
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 _STREAM = 7  # keeps the Arrow Room's random streams apart from the MNIST datasets' codes
 MAX_ATTEMPTS = 64
+#: smallest image side (px) at which the objects stay about 10 px wide
+MIN_PX = 48
 
 
 class ArrowRoomGenerator:
@@ -216,6 +219,9 @@ class ArrowRoomGenerator:
 
         self.split = check_split(split)
         self.size = check_size(size)
+        if size < MIN_PX:
+            raise GNMError(f"--size {size} is too small for the Arrow Room: its objects would be "
+                           f"under 10 px; use --size {MIN_PX} or more (e.g. 64 or 128).")
         self.seed = int(seed)
         self.supersample = supersample or (2 if size < 128 else 1)
         self.shadow_samples = int(shadow_samples)

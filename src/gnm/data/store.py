@@ -3,9 +3,9 @@
 Layout of an export folder ``DIR``::
 
     DIR/manifest.json        parameters, finished shards (file, range, sha256), complete flag
-    DIR/shards/00000.npz     format npz: images uint8 [n, S, S, 1], boxes, classes, annotations
+    DIR/shards/00000.npz     format npz: images uint8 [n, S, S, C], boxes, classes, annotations
     DIR/shards/00000.json    format png: the shard's annotations and each PNG's sha256
-    DIR/images/000000.png    format png: one grayscale PNG per scene
+    DIR/images/000000.png    format png: one PNG per scene (grayscale; RGB for arrow)
     DIR/annotations.json     every scene's ground truth (written when the export completes)
     DIR/preview.png          an 8×8 grid of the first scenes
 
@@ -69,7 +69,8 @@ def _arrays(images: np.ndarray, annotations: list[dict[str, Any]]) -> dict[str, 
         classes[i, :k] = a["classes"]
         quadrants[i, :k] = a["quadrants"]
     return {
-        "images": images[..., None], "boxes": boxes, "classes": classes,
+        "images": images[..., None] if images.ndim == 3 else images, "boxes": boxes,
+        "classes": classes,
         "quadrants": quadrants, "n_objects": counts,
         "indices": np.array([a["index"] for a in annotations], np.int64),
         "annotations_json": np.array(json.dumps(annotations)),
@@ -179,7 +180,8 @@ def make_scenes(dataset: str, split: str, n: int, out: str | Path, *, size: int 
     damaged; the returned :class:`ExportReport` says what was rebuilt. A folder that already
     holds a different export, or unrelated files, is refused rather than mixed.
     """
-    check_dataset(dataset)
+    if dataset != "arrow":
+        check_dataset(dataset)
     check_split(split)
     check_size(size)
     if not isinstance(n, int) or n <= 0:
@@ -227,7 +229,12 @@ def make_scenes(dataset: str, split: str, n: int, out: str | Path, *, size: int 
         manifest["shards"], manifest["complete"] = kept, False
     check_writable(out)
     atomic_write_json(out / MANIFEST, manifest)  # a crash from here on leaves it incomplete
-    gen = SceneGenerator(dataset, split, size, seed, mnist=mnist, data_dir=data_dir)
+    if dataset == "arrow":
+        from gnm.data.arrow_room import ArrowRoomGenerator
+
+        gen: Any = ArrowRoomGenerator(split, size, seed)
+    else:
+        gen = SceneGenerator(dataset, split, size, seed, mnist=mnist, data_dir=data_dir)
     done = {s["start"] for s in manifest["shards"]}
     starts = range(0, n, shard_size)
     bar = tqdm(total=n, desc=f"{dataset}/{split}", unit="scene", disable=not progress)
@@ -290,7 +297,8 @@ class SceneShards(torch.utils.data.Dataset):
             if self.format == "npz":
                 try:
                     with np.load(path, allow_pickle=False) as z:
-                        self._images.append(z["images"][..., 0])
+                        arr = z["images"]
+                        self._images.append(arr[..., 0] if arr.shape[-1] == 1 else arr)
                         self.annotations.extend(json.loads(str(z["annotations_json"])))
                 except (OSError, ValueError, KeyError) as exc:
                     raise GNMError(f"shard {path} cannot be read ({exc}); delete it and run the "
@@ -312,7 +320,7 @@ class SceneShards(torch.utils.data.Dataset):
         return len(self.annotations)
 
     def image_uint8(self, index: int) -> np.ndarray:
-        """Scene ``index`` as uint8 ``[S, S]``."""
+        """Scene ``index`` as uint8 ``[S, S]`` (MNIST scenes) or ``[S, S, 3]`` (Arrow Room)."""
         if self.format == "npz":
             return self._array[index]
         path = self.folder / "images" / f"{index:06d}.png"
@@ -324,8 +332,10 @@ class SceneShards(torch.utils.data.Dataset):
         if self._verify and hashlib.sha256(data).hexdigest() != self._png_hashes[index]:
             raise GNMError(f"image {path} does not match its checksum (tampered or truncated); "
                            "delete it with its shard json and run `gnm data make` again.")
-        return np.array(Image.open(io.BytesIO(data)).convert("L"))
+        mode = "RGB" if self.manifest["dataset"] == "arrow" else "L"
+        return np.array(Image.open(io.BytesIO(data)).convert(mode))
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        image = torch.from_numpy(np.array(self.image_uint8(index))).unsqueeze(0).float() / 255.0
+        image = torch.from_numpy(np.array(self.image_uint8(index))).float() / 255.0
+        image = image.permute(2, 0, 1) if image.ndim == 3 else image.unsqueeze(0)
         return {"image": image, **target_tensors(self.annotations[index])}
