@@ -116,3 +116,10 @@ def test_export_round_trip_and_too_small_size(tmp_path):
     assert (out / "preview.png").is_file()
     assert main(["data", "make", "arrow", "--n", "2", "--size", "32",
                  "--out", str(tmp_path / "small")]) == 2
+
+
+def test_render_benchmark_measures_distinct_batches():
+    from tests.conftest import load_benchmark
+
+    row = load_benchmark("arrow_render").measure(64, 2, 2, 1)
+    assert row["size"] == 64 and len(row["all"]) == 2 and row["images_per_s"] > 0
