@@ -94,6 +94,7 @@ def test_parameter_counts_close_to_paper_table5():
     # The CPU presets keep the paper's StructDRAW and shrink the image path (64 px): 2.81M.
     assert counts["mnist4-cpu"] == pytest.approx(2.81e6, rel=0.01)
     assert counts["mnist4-cpu"] < counts["mnist4"]
+    assert counts["arrow-cpu"] == pytest.approx(3.62e6, rel=0.01)
 
 
 KEYS = ["loss", "elbo", "recon_ll", "kl_global", "kl_bg", "kl_struct", "kl_pres", "kl_where",
