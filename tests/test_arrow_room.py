@@ -145,3 +145,25 @@ def test_arrow_cpu_preset_learns_from_rendered_scenes():
         losses.append(out["loss"].item())
     assert out["recon"].shape == (4, 3, 64, 64) and out["kl_bg"].item() > 0
     assert losses[-1] < losses[0]
+
+
+@pytest.mark.parametrize("kind", ["wrong_pointing", "three_alike", "all_different",
+                                  "mixed_materials", "arrow_not_nearest", "missing_object",
+                                  "extra_object"])
+def test_each_corruption_breaks_the_rule_in_its_own_way(kind):
+    from gnm.data.arrow_corrupt import KINDS, corrupted_batch
+    from gnm.data.arrow_room import rule_verdict
+
+    gen = ArrowRoomGenerator("test", size=64, shadow_samples=1)
+    images, notes = corrupted_batch(gen, range(3), kind)
+    assert images.shape == (3, 64, 64, 3)
+    n_objects = 3 if kind == "missing_object" else 5 if kind == "extra_object" else 4
+    for a in notes:
+        assert a["verdict"] == KINDS[kind] and not a["rule_holds"], (kind, a["verdict"])
+        assert len(a["shapes"]) == n_objects and min(a["pixels"]) >= 90 * (64 / 128) ** 2
+    # the rule itself, by hand
+    assert rule_verdict(["arrow", "cube", "cube", "sphere"], 3, [1, 2, 3, 4], ["metal"] * 4) == "ok"
+    assert rule_verdict(["arrow", "cube", "cube", "sphere"], 1, [1, 2, 3, 4],
+                        ["metal"] * 4) == "wrong_target"
+    assert rule_verdict(["arrow", "cube", "cube", "sphere"], 3, [5, 2, 3, 4],
+                        ["metal"] * 4) == "arrow_not_nearest"

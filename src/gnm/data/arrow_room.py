@@ -51,7 +51,8 @@ MIN_VISIBLE = 90
 class Layout:
     """Scenes before rendering, as arrays over a batch ``B`` of four objects each (object 0 is
     the arrow): ``shape [B, 4]`` (indices into :data:`SHAPES`), ``colour [B, 4]`` (into
-    :data:`COLOURS`), ``material [B]`` (into :data:`MATERIALS`), ``pos [B, 4, 2]`` floor
+    :data:`COLOURS`), ``material [B]`` (into :data:`MATERIALS`; ``[B, 4]`` one per object),
+    ``pos [B, 4, 2]`` floor
     positions, ``yaw [B, 4]`` radians, ``target [B]`` (object index the arrow points at),
     ``eye``, ``look_at`` ``[B, 3]`` the camera."""
 
@@ -141,7 +142,11 @@ def render(layout: Layout, size: int = 128, shadow_samples: int = 4,
         lit += torch.isinf(t_sh).to(f32)
     lit /= shadow_samples
     diffuse = (normal * key).sum(-1).clamp_min(0) * lit
-    metal = torch.from_numpy(layout.material == 1)[:, None] & on_obj
+    metal_of = torch.from_numpy(np.asarray(layout.material) == 1)
+    if metal_of.ndim == 2:  # one material per object (a corrupted scene)
+        metal = metal_of.gather(1, ids.clamp_min(0)) & on_obj
+    else:
+        metal = metal_of[:, None] & on_obj
     half = torch.nn.functional.normalize(key - v, dim=-1)
     nh = (normal * half).sum(-1).clamp_min(0)
     reflect = v - 2 * (v * normal).sum(-1, keepdim=True) * normal
@@ -272,28 +277,78 @@ def _row(layout: Layout, row: int) -> Layout:
     return Layout(*(getattr(layout, f)[row:row + 1] for f in Layout.__dataclass_fields__))
 
 
+def pointed_at(pos: np.ndarray, yaw: np.ndarray, shapes: list[int]) -> int:
+    """Index of the object the first arrow points at: the one whose floor direction from the
+    arrow ``pos [K, 2]`` makes the smallest angle with the arrow's yaw; −1 without an arrow."""
+    arrows = [k for k, s in enumerate(shapes) if s == ARROW]
+    if not arrows:
+        return -1
+    a = arrows[0]
+    best, best_angle = -1, math.inf
+    for k in range(len(shapes)):
+        if k != a:
+            dx, dy = pos[k] - pos[a]
+            angle = abs(math.remainder(math.atan2(dy, dx) - yaw[a], 2 * math.pi))
+            if angle < best_angle:
+                best, best_angle = k, angle
+    return best
+
+
+def rule_verdict(shapes: list, target: int, depth: list[float], materials: list[str]) -> str:
+    """The Arrow Room rule on a scene's objects: ``"ok"`` or the first failure, one of
+    ``wrong_count`` (not four objects), ``arrows`` (not exactly one arrow), ``arrow_not_nearest``,
+    ``no_pair`` (the other three have no shape in common), ``three_alike``, ``wrong_target``
+    (the arrow points at an object whose shape is not the unique one), ``mixed_materials``.
+    ``shapes``: per object a shape index or name; ``target``: the object the arrow points at;
+    ``depth``: per object its distance to the camera."""
+    names = [s if isinstance(s, str) else SHAPES[s] for s in shapes]
+    if len(names) != 4:
+        return "wrong_count"
+    arrows = [k for k, s in enumerate(names) if s == "arrow"]
+    if len(arrows) != 1:
+        return "arrows"
+    a = arrows[0]
+    if int(np.argmin(depth)) != a:
+        return "arrow_not_nearest"
+    others = [s for k, s in enumerate(names) if k != a]
+    kinds = len(set(others))
+    if kinds == 3:
+        return "no_pair"
+    if kinds == 1:
+        return "three_alike"
+    if target < 0 or names.count(names[target]) != 1:
+        return "wrong_target"
+    if len(set(materials)) != 1:
+        return "mixed_materials"
+    return "ok"
+
+
 def annotate(index: int, split: str, layout: Layout, out: dict[str, torch.Tensor],
              attempts: int = 0) -> dict:
     """Ground truth of a one-scene batch from its layout and hit buffer: per object its box
     (px), visible pixel count, shape, colour, centre distance to the camera (world units),
     and the scene's material, target and whether the rule holds."""
-    boxes = torch.stack([_boxes(out["ids"], k)[0] for k in range(4)]).tolist()
-    pixels = [int((out["ids"][0] == k).sum()) for k in range(4)]
-    centre = np.concatenate([layout.pos[0], np.full((4, 1), SIZE)], -1)
+    keep = [k for k, v in enumerate(layout.shape[0].tolist()) if v >= 0]  # −1: no object
+    boxes = [_boxes(out["ids"], k)[0].tolist() for k in keep]
+    pixels = [int((out["ids"][0] == k).sum()) for k in keep]
+    centre = np.concatenate([layout.pos[0, keep], np.full((len(keep), 1), SIZE)], -1)
     depth = np.linalg.norm(centre - layout.eye[0], axis=-1)
-    shapes = layout.shape[0].tolist()
-    others = shapes[1:]
-    unique = [k + 1 for k, s in enumerate(others) if others.count(s) == 1]
-    holds = (shapes[0] == ARROW and ARROW not in others and len(unique) == 1
-             and unique[0] == int(layout.target[0]) and int(np.argmin(depth)) == 0)
+    shapes = [int(layout.shape[0, k]) for k in keep]
+    mat = np.asarray(layout.material[0]).reshape(-1)
+    materials = [MATERIALS[int(m)] for m in (mat[keep] if mat.size > 1
+                                             else np.repeat(mat, len(keep)))]
+    verdict = rule_verdict(shapes, pointed_at(layout.pos[0, keep], layout.yaw[0, keep], shapes),
+                           depth.tolist(), materials)
     colour_names = list(COLOURS)
     return {"index": int(index), "dataset": "arrow", "split": split, "rule": "arrow",
-            "boxes": boxes, "classes": shapes, "quadrants": [-1] * 4, "pixels": pixels,
+            "boxes": boxes, "classes": shapes, "quadrants": [-1] * len(keep), "pixels": pixels,
             "shapes": [SHAPES[s] for s in shapes],
-            "colours": [colour_names[c] for c in layout.colour[0].tolist()],
-            "material": MATERIALS[int(layout.material[0])], "target": int(layout.target[0]),
-            "depth": [round(float(d), 4) for d in depth], "yaw": layout.yaw[0].tolist(),
-            "positions": layout.pos[0].tolist(), "rule_holds": bool(holds),
+            "colours": [colour_names[int(layout.colour[0, k])] for k in keep],
+            "material": materials[0] if len(set(materials)) == 1 else "mixed",
+            "materials": materials, "target": int(layout.target[0]),
+            "depth": [round(float(d), 4) for d in depth], "yaw": layout.yaw[0, keep].tolist(),
+            "positions": layout.pos[0, keep].tolist(), "rule_holds": verdict == "ok",
+            "verdict": verdict,
             "attempts": int(attempts)}
 
 
