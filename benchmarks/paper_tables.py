@@ -6,6 +6,9 @@ cell is listed in ``docs/results/paper_tables.json``::
 
     {"rows": [{"row": "GNM", "mnist4": "mnist4-bundled", "mnist10": "...", ...}, ...]}
 
+(an entry's optional ``"label"`` is shown beside "ours", e.g. a setting that differs from the
+paper's).
+
 where each value is a folder under ``docs/results`` holding the ``eval.json`` that
 ``gnm eval RUN --metrics all --n 1000 --out docs/results/DIR`` writes. The paper's numbers are
 the data below (Tables 1-4 of the paper, 128 px, GPU training). A cell with no folder, or a
@@ -74,7 +77,7 @@ def load_rows(index: Path) -> list[dict[str, Any]]:
     spec = json.loads(index.read_text())
     rows = []
     for entry in spec["rows"]:
-        row: dict[str, Any] = {"row": entry["row"]}
+        row: dict[str, Any] = {"row": entry["row"], "label": entry.get("label")}
         for ds in DATASETS:
             if ds not in entry:
                 continue
@@ -120,7 +123,8 @@ def table1(rows: list[dict[str, Any]]) -> str:
             c = ours.get(d)
             cells += [_sacc(c), _fmt((c or {}).get("dsteps"), "dsteps"),
                       _fmt((c or {}).get("ll"), "ll")]
-        lines.append(f"| {name}, ours | " + " | ".join(cells) + " |")
+        label = f"ours, {ours['label']}" if ours.get("label") else "ours"
+        lines.append(f"| {name}, {label} | " + " | ".join(cells) + " |")
         pcells = []
         for d in DATASETS:
             p = paper.get(d, {})

@@ -33,6 +33,8 @@ def test_cells_come_from_the_named_folders(tmp_path, monkeypatch):
             "5,001 | — | — | — |") in text
     assert "| VAE, paper | 0.000 | 319 | 10,895 | 0.000 | 279 | 10,031 | — | — | — |" in text
     assert "| GENESIS, ours | — |" in text  # a paper row with nothing measured yet
+    index.write_text(json.dumps({"rows": [{"row": "VAE", "label": "beta 1", "mnist4": "v4"}]}))
+    assert "| VAE, ours, beta 1 | 0.125 (0.10–0.15) |" in pt.render(pt.load_rows(index))
     assert "| SPACE | MNIST-4 | — | — | — | 0.906 | 0.464 | 0.979 |" in text
     doc = tmp_path / "doc.md"
     doc.write_text(f"head\n{pt.START}\nold\n{pt.END}\ntail\n")
