@@ -9,6 +9,7 @@ docs/judge.md). Prints JSON and a Markdown table;
 scenes (``--split val --seed 5``); the shipped table uses test-split scenes (the default).
 
     python benchmarks/judge_validation.py [--n-real 1000] [--n-corrupt 200] [--out docs]
+    python benchmarks/judge_validation.py --dataset arrow [--n-real 1000] [--n-corrupt 200]
 """
 
 from __future__ import annotations
@@ -70,6 +71,29 @@ def validate(dataset: str, n_real: int, n_corrupt: int, seed: int, classifier, m
     return rows
 
 
+def validate_arrow(n_real: int, n_corrupt: int, seed: int, net, split: str = "test",
+                   sizes=(64, 128)) -> list[dict]:
+    """Rows for the Arrow Room judge: real scenes and each corruption of
+    :mod:`gnm.data.arrow_corrupt`, at 64 px (the judge's reference size and the CPU recipe's;
+    goals) and 128 px (the paper's; reported with the same goals)."""
+    from gnm.data.arrow_corrupt import KINDS as ARROW_KINDS
+    from gnm.data.arrow_corrupt import corrupted_batch as arrow_corrupted
+    from gnm.data.arrow_room import ArrowRoomGenerator
+    from gnm.eval.arrow_judge import judge_arrow
+
+    rows = []
+    for size in sizes:
+        gen = ArrowRoomGenerator(split, size, seed)
+        images, _ = gen.batch(range(n_real))
+        rows.append(_row("arrow", f"real {split} scenes, {size}px", judge_arrow(images, net=net),
+                         True))
+        for kind in ARROW_KINDS:
+            images, _ = arrow_corrupted(gen, range(n_corrupt), kind)
+            rows.append(_row("arrow", f"corrupted: {kind}, {size}px",
+                             judge_arrow(images, net=net), False))
+    return rows
+
+
 def table(rows: list) -> str:
     """Markdown table of the rows."""
     lines = ["| dataset | case | n | judged ok | strict ok | goal | met | verdicts |",
@@ -92,8 +116,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--weights", default=None)
     p.add_argument("--out", default=None)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--dataset", default="mnist", choices=("mnist", "arrow"),
+                   help="mnist: the digit judge on MNIST-4, -10, -4-10 (default); arrow: the "
+                   "Arrow Room judge")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.dataset == "arrow":
+        return _main_arrow(args)
     mnist, classifier = load_mnist(), load_classifier(args.weights)
     start, rows = time.time(), []
     for dataset in ("mnist4", "mnist10", "mnist4_10"):
@@ -116,6 +145,31 @@ def main(argv: list[str] | None = None) -> None:
     if not result["all_met"]:
         print("some goals were not met", flush=True)
     np.seterr(all="ignore")
+
+
+def _main_arrow(args: argparse.Namespace) -> None:
+    from gnm.eval.arrow_judge import JUDGE_VERSION as ARROW_VERSION
+    from gnm.eval.arrow_judge import load_arrow_net
+
+    start = time.time()
+    rows = validate_arrow(args.n_real, args.n_corrupt, args.seed, load_arrow_net(args.weights),
+                          args.split)
+    result = {"benchmark": "judge_validation", "dataset": "arrow",
+              "judge_version": ARROW_VERSION, "split": args.split, "n_real": args.n_real,
+              "n_corrupt": args.n_corrupt, "seed": args.seed,
+              "seconds": round(time.time() - start, 1),
+              "all_met": all(r["met"] is not False for r in rows), "rows": rows}
+    command = (f"python benchmarks/judge_validation.py --dataset arrow --n-real {args.n_real} "
+               f"--n-corrupt {args.n_corrupt} --threads {args.threads}"
+               + (f" --split {args.split} --seed {args.seed}" if args.split != "test" else "")
+               + (f" --out {args.out}" if args.out else ""))
+    emit_report(result, table(rows), args.out, "arrow_judge_validation",
+                f"# Arrow Room judge validation (judge version {ARROW_VERSION})\n\n"
+                f"Command: `{command}`. Goals: real scenes judged ok >= {PASS_GOAL}; each "
+                f"corruption judged ok <= {1 - REJECT_GOAL:.2f}, at 64 and 128 px. How the "
+                "judge works: [judge.md](judge.md#the-arrow-room-judge).")
+    if not result["all_met"]:
+        print("some goals were not met", flush=True)
 
 
 if __name__ == "__main__":

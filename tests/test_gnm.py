@@ -327,9 +327,14 @@ def test_generation_skips_absent_objects_without_changing_images():
         fast = model.render(z, z_bg).image
     full = model.render(z, z_bg).image  # with autograd: decodes every cell
     torch.testing.assert_close(fast, full.detach())
-    with torch.no_grad():  # the mask curriculum (constant masks in boxes) on that path too
-        fast = model.render(z, z_bg, mask_force=0.9).image
-    torch.testing.assert_close(fast, model.render(z, z_bg, mask_force=0.9).image.detach())
+    with torch.no_grad():  # the alpha curriculum on that path too
+        fast = model.render(z, z_bg, alpha_force=0.9).image
+    forced = model.render(z, z_bg, alpha_force=0.9)
+    torch.testing.assert_close(fast, forced.image.detach())
+    # by hand: x = x_fg + (1 − 0.9)·x_b at every pixel, whatever the masks
+    plain = model.render(z, z_bg)
+    torch.testing.assert_close(forced.image, plain.foreground + 0.1 * plain.background)
+    assert (forced.alpha == 0.9).all()
 
 
 def test_decompose_layers_equal_every_cell_placed_by_grid_sample():

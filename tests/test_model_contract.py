@@ -212,3 +212,6 @@ def test_evaluate_takes_a_model_in_memory(toy_run, tmp_path, fake_mnist, monkeyp
     todo, notes = eval_run.runnable(model, "mystery", ["sacc", "ll"])
     assert todo == ["ll"] and notes == [
         "sacc: not measured: dataset mystery has no S-Acc judge."]
+    todo, notes = eval_run.runnable(model, "arrow", ["fd", "ll"])  # fd: digit features only
+    assert todo == ["ll"] and notes == [
+        "fd: not measured: it is defined for mnist4, mnist10, mnist4_10 only, not arrow."]

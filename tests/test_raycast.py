@@ -78,3 +78,18 @@ def test_camera_rays_centre_and_corners():
     corners = [[-0.5, 1.0, 0.5], [0.5, 1.0, 0.5], [-0.5, 1.0, -0.5], [0.5, 1.0, -0.5]]
     want = torch.nn.functional.normalize(torch.tensor(corners), dim=-1)
     torch.testing.assert_close(d[0], want)
+
+
+def test_project_inverts_the_camera_rays():
+    from gnm.data.raycast import project
+
+    eye = torch.tensor([[0.3, -7.5, 4.0]])
+    look = torch.tensor([[0.1, 0.4, 0.0]])
+    o, v = camera_rays(eye, look, 49.0, 16)
+    # pixel (col 5, row 11) of a 16-px image: the ray through its centre, 6 units along
+    p = o[0, 11 * 16 + 5] + 6.0 * v[0, 11 * 16 + 5]
+    uv = project(p.view(1, 1, 3), eye, look, 49.0, 16)[0, 0]
+    assert torch.allclose(uv, torch.tensor([5.5, 11.5]), atol=1e-4)
+    # the look-at point is the image centre; a point above it is higher (smaller row)
+    uv = project(torch.tensor([[[0.1, 0.4, 0.0], [0.1, 0.4, 1.0]]]), eye, look, 49.0, 16)[0]
+    assert torch.allclose(uv[0], torch.tensor([8.0, 8.0]), atol=1e-4) and uv[1, 1] < 8.0

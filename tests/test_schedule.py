@@ -40,7 +40,7 @@ def test_mnist_curriculum_matches_spec():
     assert m.beta_g_warmup(100_000) == 1.0
     # MNIST: no background, no mask forcing, aux-where weight 1.
     assert not m.background
-    assert m.fg_mask_force(0) == 0.0
+    assert m.alpha_force(0) == 0.0
     assert m.aux_where_weight(0) == 1.0
 
 
@@ -73,9 +73,9 @@ def test_arrow_curriculum_matches_spec():
     assert m.aux_where_weight(0) == 10.0
     assert m.aux_where_weight(250) == pytest.approx(5.5)
     assert m.aux_where_weight(500) == 1.0
-    assert m.fg_mask_force(0) == pytest.approx(0.9)
-    assert m.fg_mask_force(500) == pytest.approx(0.9)
-    assert m.fg_mask_force(501) == 0.0
+    assert m.alpha_force(0) == pytest.approx(0.9)
+    assert m.alpha_force(500) == pytest.approx(0.9)
+    assert m.alpha_force(501) == 0.0
 
 
 def test_schedules_survive_dict_round_trip_and_overrides():
@@ -85,3 +85,15 @@ def test_schedules_survive_dict_round_trip_and_overrides():
     assert again.model.beta_b == cfg.model.beta_b
     set_override(again, "model.tau.end=0.3")
     assert again.model.tau(10**6) == pytest.approx(0.3)
+
+
+def test_old_mask_forcing_key_is_dropped_when_off_and_refused_when_on():
+    from gnm.errors import GNMError
+
+    base = {"data": {"dataset": "arrow", "size": 64, "channels": 3}}
+    off = {"start_step": 0, "end_step": 0, "start": 0.0, "end": 0.0}
+    cfg = Config.from_dict({**base, "model": {"fg_mask_force": off}})
+    assert cfg.model.alpha_force(0) == 0.0
+    on = {"start_step": 500, "end_step": 500, "start": 0.9, "end": 0.0}
+    with pytest.raises(GNMError, match="alpha_force"):
+        Config.from_dict({**base, "model": {"fg_mask_force": on}})

@@ -264,17 +264,24 @@ def _register_show(sub: argparse._SubParsersAction) -> None:
 # --------------------------------------------------------------------------- judge
 def _cmd_judge(args: argparse.Namespace) -> int:
     from gnm.eval.images import read_images
-    from gnm.eval.judge import MIN_IMAGES, judge_images
+    from gnm.eval.judge import MIN_IMAGES
+    from gnm.eval.judges import require_judge
     from gnm.io import atomic_write_json, check_writable
 
     src = Path(args.images)
     out = Path(args.json) if args.json else (src / "judge.json" if src.is_dir()
                                              else src.with_suffix(".judge.json"))
+    judge = require_judge(args.dataset, "gnm judge")
     images, source = read_images(args.images)
     check_writable(out.parent)
     print(f"judging {source}")
-    result = judge_images(images, args.dataset, progress=not args.quiet,
-                          classifier=_classifier(args.weights), min_images=1)
+    if args.dataset == "arrow":
+        from gnm.eval.arrow_judge import load_arrow_net
+
+        weights = {"net": load_arrow_net(args.weights)}
+    else:
+        weights = {"classifier": _classifier(args.weights)}
+    result = judge(images, args.dataset, progress=not args.quiet, min_images=1, **weights)
     if result["n"] < MIN_IMAGES:
         lo, hi = result["ci95"]
         print(f"gnm: warning: only {result['n']} images, so the 95% interval "
@@ -297,11 +304,12 @@ def _classifier(path: str | None):
 @command
 def _register_judge(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("judge", help="S-Acc: judge the scene structure of any images")
-    p.add_argument("--dataset", required=True, help="mnist4 | mnist10 | mnist4_10")
+    p.add_argument("--dataset", required=True, help="mnist4 | mnist10 | mnist4_10 | arrow")
     p.add_argument("--images", required=True, help=".npz with key 'images', or a PNG folder")
     p.add_argument("--json", default=None, help="where to write per-image verdicts "
                    "(default: beside the images)")
-    p.add_argument("--weights", default=None, help="judge classifier weights (default: shipped)")
+    p.add_argument("--weights", default=None, help="judge classifier (arrow: network) weights "
+                   "(default: shipped)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_judge)
 

@@ -222,8 +222,14 @@ def set_override(cfg: Any, assignment: str) -> None:
 
 def _legacy_image_keys(model: dict[str, Any], data: DataConfig) -> dict[str, Any]:
     """Configs saved before image size and channels moved to the data section carry them as
-    ``model.img_size`` / ``model.channels``: they must agree with ``data`` and are dropped."""
+    ``model.img_size`` / ``model.channels``: they must agree with ``data`` and are dropped.
+    An old ``model.fg_mask_force`` that is off (0) is dropped; one that is on is an error."""
     out = dict(model)
+    force = out.pop("fg_mask_force", None)  # replaced by alpha_force (the reference's meaning)
+    if force is not None and (force.get("start", 0.0) or force.get("end", 0.0)):
+        raise GNMError("this config forces object masks (model.fg_mask_force), which gnm no "
+                       "longer implements; use model.alpha_force (the foreground alpha forced "
+                       "everywhere, as the reference GNM does) and train again.")
     for old, new in (("img_size", "size"), ("channels", "channels")):
         if old in out:
             value = out.pop(old)

@@ -57,6 +57,26 @@ def camera_rays(eye: torch.Tensor, target: torch.Tensor, fov_deg: float,
     return eye[:, None, :].expand_as(d).contiguous(), d
 
 
+def project(points: torch.Tensor, eye: torch.Tensor, target: torch.Tensor, fov_deg: float,
+            size: int) -> torch.Tensor:
+    """Pixel coordinates ``[B, K, 2]`` (column, row; continuous, pixel ``(i, j)`` spans
+    ``[i, i + 1)``) of world points ``points [B, K, 3]`` seen by the cameras of
+    :func:`camera_rays` (``eye``, ``target`` ``[B, 3]``): the inverse of the ray through a
+    pixel. ``u = (p − e)·right / ((p − e)·fwd) / tan(fov/2)`` and ``col = (u + 1)/2 · size``;
+    rows count down from the top, ``row = (1 − v)/2 · size``. Points behind the camera are
+    not meaningful."""
+    fwd = torch.nn.functional.normalize(target - eye, dim=-1)
+    up = torch.tensor([0.0, 0.0, 1.0], dtype=eye.dtype).expand_as(fwd)
+    right = torch.nn.functional.normalize(torch.cross(fwd, up, dim=-1), dim=-1)
+    cam_up = torch.cross(right, fwd, dim=-1)
+    half = math.tan(math.radians(fov_deg) / 2)
+    rel = points - eye[:, None, :]
+    depth = (rel * fwd[:, None, :]).sum(-1)
+    u = (rel * right[:, None, :]).sum(-1) / depth / half
+    v = (rel * cam_up[:, None, :]).sum(-1) / depth / half
+    return torch.stack([(u + 1) / 2 * size, (1 - v) / 2 * size], -1)
+
+
 def _polytope_planes(kind: int, r: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Convex pieces of a cube or arrow in its local frame: per piece normals ``[N, 6, 3]``
     and offsets ``[N, 6]`` (inside: ``n · p ≤ d``), for sizes ``r [N]``."""

@@ -5,7 +5,8 @@ images judged to follow the dataset's rule), ``ci95`` (its Wilson 95% interval),
 ``sacc_strict``, ``reasons`` (verdict -> count) and ``judge_version``; ``images`` are uint8
 ``[N, H, W, C]`` or floats ``[N, C, H, W]`` in [0, 1] (see :func:`gnm.eval.judge.judge_images`).
 A dataset registers its judge with :func:`register_judge`; the built-in judges (the MNIST
-digit judge of :mod:`gnm.eval.judge`) are found by name through :data:`BUILTIN`.
+digit judge of :mod:`gnm.eval.judge`, the Arrow Room's of
+:mod:`gnm.eval.arrow_judge`) are found by name through :data:`BUILTIN`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from gnm.errors import GNMError
 
 #: dataset name -> module that registers its judge (imported on first use)
 BUILTIN = {"mnist4": "gnm.eval.judge", "mnist10": "gnm.eval.judge",
-           "mnist4_10": "gnm.eval.judge"}
+           "mnist4_10": "gnm.eval.judge", "arrow": "gnm.eval.arrow_judge"}
 _JUDGES: dict[str, Callable[..., dict[str, Any]]] = {}
 
 

@@ -10,12 +10,14 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Metric:
     """One metric: the model capability it needs (gnm/models/base.py), whether the dataset
-    must have an S-Acc judge (gnm/eval/judges.py), and the stages it needs, in run order
-    (shared stages, e.g. the prior samples, run once for every metric that needs them)."""
+    must have an S-Acc judge (gnm/eval/judges.py) or be one of ``datasets``, and the stages
+    it needs, in run order (shared stages, e.g. the prior samples, run once for every metric
+    that needs them)."""
 
     needs: str
     stages: tuple[str, ...]
     judge: bool = False
+    datasets: tuple[str, ...] | None = None  # only these datasets (None: any)
 
 
 #: Every metric, in the order of eval.json.
@@ -26,7 +28,8 @@ METRICS: dict[str, Metric] = {
     "ap50": Metric("decompose", ("scenes", "decompose", "ap")),
     "ap": Metric("decompose", ("scenes", "decompose", "ap")),
     "probe": Metric("decompose", ("scenes", "decompose", "ap", "probe")),
-    "fd": Metric("sample", ("samples", "scenes", "fd")),
+    "fd": Metric("sample", ("samples", "scenes", "fd"),
+                 datasets=("mnist4", "mnist10", "mnist4_10")),  # digit-feature space
 }
 #: The order stages run in (each at most once).
 STAGE_ORDER = ("samples", "sacc", "scenes", "decompose", "ap", "probe", "fd", "ll", "dsteps")

@@ -64,7 +64,10 @@ def real_test_scenes(cfg, n: int, data_dir: str | None = None, seed: int = 0
 
     data = cfg.data if data_dir is None else dataclasses.replace(cfg.data, data_dir=data_dir)
     ds = build_dataset(data, "test", seed=seed)
-    items = [ds[i] for i in range(n)]
+    if hasattr(ds, "batch_items"):  # rendered datasets: many scenes per call
+        items = [it for i in range(0, n, 64) for it in ds.batch_items(range(i, min(n, i + 64)))]
+    else:
+        items = [ds[i] for i in range(n)]
     return {k: torch.stack([it[k] for it in items]) for k in items[0]}
 
 
@@ -101,6 +104,9 @@ def runnable(model: Any, dataset: str, metrics: list[str]) -> tuple[list[str], l
             notes.append(f"{m}: not measured: {why_not(model, spec.needs)}.")
         elif spec.judge and not has_judge(dataset):
             notes.append(f"{m}: not measured: dataset {dataset} has no S-Acc judge.")
+        elif spec.datasets is not None and dataset not in spec.datasets:
+            notes.append(f"{m}: not measured: it is defined for {', '.join(spec.datasets)} "
+                         f"only, not {dataset}.")
         else:
             todo.append(m)
     return todo, notes

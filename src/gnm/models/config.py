@@ -59,7 +59,9 @@ class ObjectMapConfig:
         default_factory=lambda: Schedule(0, 50_000, 50.0, 1.0))
     aux_where_weight: Schedule = field(  # weight of the aux where KL (Arrow: 10 -> 1 over 500)
         default_factory=lambda: Schedule.constant(1.0))
-    fg_mask_force: Schedule = field(  # object mask forced to this value in boxes; 0 = off
+    alpha_force: Schedule = field(  # the reference's bg-alpha curriculum (Arrow: 0.9 for 500
+        # steps): the image's foreground alpha M is this value at every pixel, so the objects
+        # must draw the whole scene (x = x_fg + (1 − a)·x_b) and z_pres ≤ 0.99; 0 = off
         default_factory=lambda: Schedule.constant(0.0))
 
     @property

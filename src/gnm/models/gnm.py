@@ -41,8 +41,10 @@ from gnm.models.render import (
     BackgroundDecoder,
     Composite,
     GlimpseDecoder,
+    clamp_pres,
     compose,
     compose_present,
+    force_alpha,
     object_weights,
     place_glimpses,
 )
@@ -184,9 +186,10 @@ class GNM(nn.Module):
         return self.bg_decoder(z_bg)
 
     def render(self, z: CellLatents, z_bg: torch.Tensor | None = None,
-               mask_force: float = 0.0) -> Composite:
-        """Render cell latents (and ``z_bg [B, z_bg_dim]``) into images; ``mask_force > 0``
-        replaces every object mask by that constant inside its box (curriculum).
+               alpha_force: float = 0.0) -> Composite:
+        """Render cell latents (and ``z_bg [B, z_bg_dim]``) into images; ``alpha_force > 0``
+        sets the foreground alpha to that constant at every pixel, ``x = x_fg + (1 − a)·x_b``
+        (the reference's bg-alpha curriculum: early on the objects must draw the scene).
 
         Without autograd and with binary z_pres (generation, reconstruction, importance
         sampling) only present objects are decoded and placed: absent ones contribute exactly
@@ -195,19 +198,13 @@ class GNM(nn.Module):
         box = where_to_box(z.where, self.config.grid)
         background = self._background(z_bg, z.what)
         if not torch.is_grad_enabled() and bool(((z.pres == 0) | (z.pres == 1)).all()):
-            return self._render_present(z, box, background, mask_force)
-        appearance, mask = self.glimpse_decoder(z.what)
-        if mask_force > 0:
-            mask = torch.full_like(appearance[:, :, :1], mask_force)
-        return compose(appearance, mask, box, z.pres, z.depth, background, self.config.render)
-
-    def _render_present(self, z: CellLatents, box: torch.Tensor, background: torch.Tensor,
-                        mask_force: float) -> Composite:
-        """:meth:`render` for binary z_pres: decode and place the present cells only."""
-        app, mask, present = self._decode_present(z)
-        if mask_force > 0:
-            mask = torch.full_like(app[:, :1], mask_force)
-        return self._compose_present(z, box, background, app, mask, present)
+            app, mask, present = self._decode_present(z)
+            comp = self._compose_present(z, box, background, app, mask, present)
+        else:
+            appearance, mask = self.glimpse_decoder(z.what)
+            comp = compose(appearance, mask, box, z.pres, z.depth, background,
+                           self.config.render)
+        return force_alpha(comp, alpha_force)
 
     def _decode_present(self, z: CellLatents
                         ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
@@ -285,9 +282,9 @@ class GNM(nn.Module):
         """
         cfg = self.config
         draw, q, p, q_bg, p_bg = self._infer(x)
-        z = self._sample_cells(q, cfg.tau(step))
+        z = clamp_pres(self._sample_cells(q, cfg.tau(step)), cfg.alpha_force(step))
         z_bg = None if q_bg is None else q_bg[0] + q_bg[1] * torch.randn_like(q_bg[0])
-        comp = self.render(z, z_bg, cfg.fg_mask_force(step))
+        comp = self.render(z, z_bg, cfg.alpha_force(step))
 
         f32 = torch.float32
         q32 = CellDists(*(t.to(f32) for t in q._tensors()))

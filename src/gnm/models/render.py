@@ -171,6 +171,26 @@ def _finish(numer: torch.Tensor, denom: torch.Tensor, alpha_sum: torch.Tensor,
     return Composite(image, foreground, alpha, background.expand_as(image))
 
 
+def force_alpha(comp: Composite, value: float) -> Composite:
+    """``comp`` with its alpha set to ``value`` at every pixel, ``x = x_fg + (1 − value)·x_b``
+    (the reference's bg-alpha curriculum; ``value = 0``: ``comp`` unchanged)."""
+    if value <= 0:
+        return comp
+    alpha = torch.full_like(comp.alpha, value)
+    return Composite(comp.foreground + (1 - alpha) * comp.background, comp.foreground, alpha,
+                     comp.background)
+
+
+def clamp_pres(z, value: float):
+    """Cell latents ``z`` with z_pres clamped to ≤ 0.99 while the alpha curriculum is on
+    (``value > 0``), as the reference does; unchanged otherwise."""
+    if value <= 0:
+        return z
+    import dataclasses
+
+    return dataclasses.replace(z, pres=z.pres.clamp(max=0.99))
+
+
 def compose_present(appearance: torch.Tensor, mask: torch.Tensor | None, box: torch.Tensor,
                     weight: torch.Tensor, image_of: torch.Tensor,
                     background: torch.Tensor) -> Composite:

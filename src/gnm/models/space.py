@@ -35,6 +35,7 @@ from gnm.models.config import ObjectMapConfig
 from gnm.models.gnm import GNM, _gauss, validate_object_map
 from gnm.models.losses import bernoulli_log_prob, kl_normal, normal_log_prob, pixel_log_lik
 from gnm.models.registry import register_model
+from gnm.models.render import clamp_pres
 from gnm.models.structure import box_to_pixels, where_to_box
 
 
@@ -79,9 +80,9 @@ class SPACE(GNM):
         """Loss and diagnostics for ``x [B, C, H, W]`` in [0, 1] (per-image means, nats)."""
         cfg = self.config
         _, q, _, q_bg, _ = self._infer(x)
-        z = self._sample_cells(q, cfg.tau(step))
+        z = clamp_pres(self._sample_cells(q, cfg.tau(step)), cfg.alpha_force(step))
         z_bg = None if q_bg is None else q_bg[0] + q_bg[1] * torch.randn_like(q_bg[0])
-        comp = self.render(z, z_bg, cfg.fg_mask_force(step))
+        comp = self.render(z, z_bg, cfg.alpha_force(step))
         f32 = torch.float32
         recon_ll = pixel_log_lik(x, comp.image, cfg.sigma)
         weight = z.pres.to(f32).clamp(min=1e-5)
