@@ -114,6 +114,17 @@ def test_export_round_trip_and_too_small_size(tmp_path):
     np.testing.assert_array_equal(shards.image_uint8(4), images[4])
     assert shards[4]["image"].shape == (3, 64, 64) and shards.annotations[4] == notes[4]
     assert (out / "preview.png").is_file()
+    # annotations.json in the interface contract's form: target indexes the non-arrow objects
+    import json
+
+    scenes = json.loads((out / "annotations.json").read_text())["scenes"]
+    s = scenes[4]
+    assert len(scenes) == 6 and s["index"] == 4 and len(s["objects"]) == 4
+    assert s["objects"][0]["shape"] == "arrow" and s["objects"][0]["box"] == notes[4]["boxes"][0]
+    assert s["target"] == notes[4]["target"] - 1  # the arrow is listed first
+    unique = s["objects"][1 + s["target"]]["shape"]
+    assert [o["shape"] for o in s["objects"][1:]].count(unique) == 1
+    assert {"colour", "material", "depth"} <= set(s["objects"][2])
     assert main(["data", "make", "arrow", "--n", "2", "--size", "32",
                  "--out", str(tmp_path / "small")]) == 2
 

@@ -352,6 +352,21 @@ def annotate(index: int, split: str, layout: Layout, out: dict[str, torch.Tensor
             "attempts": int(attempts)}
 
 
+def scene_record(note: dict) -> dict:
+    """One scene of the interface contract's ``annotations.json`` (shared/DESIGN.md) from an
+    :func:`annotate` dict: ``{"objects": [{"shape", "colour", "material", "depth", "box",
+    "pixels", "position", "yaw"}, ...], "target": index into the non-arrow objects in their
+    listed order (−1: none), "index", "split", "material", "rule_holds", "verdict"}``."""
+    keys = ("shapes", "colours", "materials", "depth", "boxes", "pixels", "positions", "yaw")
+    names = ("shape", "colour", "material", "depth", "box", "pixels", "position", "yaw")
+    objects = [dict(zip(names, values, strict=True))
+               for values in zip(*(note[k] for k in keys), strict=True)]
+    others = [k for k, s in enumerate(note["shapes"]) if s != "arrow"]
+    target = others.index(note["target"]) if note["target"] in others else -1
+    return {"objects": objects, "target": target,
+            **{k: note[k] for k in ("index", "split", "material", "rule_holds", "verdict")}}
+
+
 class ArrowRoomDataset(torch.utils.data.Dataset):
     """On-the-fly Arrow Room scenes (map-style; any index is valid, ``length`` bounds a
     sampler). Items: ``image`` float32 ``[3, S, S]`` in [0, 1] plus the padded targets of

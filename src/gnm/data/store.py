@@ -6,7 +6,9 @@ Layout of an export folder ``DIR``::
     DIR/shards/00000.npz     format npz: images uint8 [n, S, S, C], boxes, classes, annotations
     DIR/shards/00000.json    format png: the shard's annotations and each PNG's sha256
     DIR/images/000000.png    format png: one PNG per scene (grayscale; RGB for arrow)
-    DIR/annotations.json     every scene's ground truth (written when the export completes)
+    DIR/annotations.json     every scene's ground truth (written when the export completes;
+                             Arrow Room: ``{"scenes": [{"objects": [...], "target": ...}]}``,
+                             :func:`gnm.data.arrow_room.scene_record`)
     DIR/preview.png          an 8×8 grid of the first scenes
 
 Every file is written to a temporary name and renamed, and the manifest lists a shard only after
@@ -252,7 +254,13 @@ def make_scenes(dataset: str, split: str, n: int, out: str | Path, *, size: int 
     bar.close()
     # Finish: the full annotation list, a preview grid, then mark complete (last).
     store = SceneShards(out, verify=False, _allow_incomplete=True)
-    atomic_write_json(out / "annotations.json", store.annotations)
+    if dataset == "arrow":  # the interface contract's form (shared/DESIGN.md)
+        from gnm.data.arrow_room import scene_record
+
+        atomic_write_json(out / "annotations.json",
+                          {"scenes": [scene_record(a) for a in store.annotations]})
+    else:
+        atomic_write_json(out / "annotations.json", store.annotations)
     first = np.stack([store.image_uint8(i) for i in range(min(64, n))])
     save_png(make_grid(first, nrow=8), out / "preview.png")
     manifest["complete"] = True
