@@ -3,10 +3,14 @@ then check the rule of :func:`gnm.data.arrow_room.rule_verdict`.
 
 Per image (resized to 64 px): object *anchors* are the local maxima of the net's anchor heat
 map above :data:`PEAK` (3×3 non-maximum suppression); every object pixel (P(floor) < 0.5) is
-given to its nearest anchor within :data:`RADIUS` px, and an anchor with fewer than
-:data:`MIN_PIXELS` pixels is dropped. Each object's shape, material and colour are the
-pixel-averaged probabilities of its pixels, its depth their mean depth, and an arrow's heading
-the mean of its direction vectors. The verdict is the first failed check, in this order:
+given to its nearest anchor within :data:`RADIUS` px (an anchor with fewer than
+:data:`MIN_PIXELS` such pixels reads the 5×5 pixels around it instead). Each object's shape
+is read by the crop classifier (:mod:`gnm.eval.arrow_crops`) on a window around its anchor
+(:func:`read_shapes`;
+:func:`read_objects` alone gives the U-Net's pixel-averaged shape, used by the tests); its
+material and colour are the pixel-averaged probabilities of its pixels, its depth their mean
+depth, and an arrow's heading the mean of its direction vectors. The verdict is the first
+failed check, in this order:
 
 ``wrong_count``        not four objects
 ``unrecognised``       an object's most likely shape has probability < :data:`SURE`
@@ -44,6 +48,9 @@ from gnm.eval.stats import wilson_interval
 
 #: thresholds (chosen on val-split scenes; benchmarks/judge_validation.py --dataset arrow)
 PEAK, RADIUS, MIN_PIXELS, SURE = 0.3, 9.0, 6, 0.5
+#: heat-map maxima are local over NMS × NMS px; arrows found within ARROW_MERGE px of each
+#: other are one arrow (an arrow is 12-16 px long at 64 px, and its heat map can peak twice)
+NMS, ARROW_MERGE = 3, 0.0
 #: the judge's version, recorded in every result; bumped whenever weights, thresholds or rules
 #: change
 JUDGE_VERSION = 1
@@ -74,7 +81,7 @@ class ArrowVerdict:
 def read_objects(out: torch.Tensor) -> list[dict[str, Any]]:
     """Objects of one image from the net's output ``out [19, 64, 64]`` (module docstring)."""
     heat = torch.sigmoid(out[an.ANCHOR])
-    peaks = (heat == F.max_pool2d(heat[None, None], 3, 1, 1)[0, 0]) & (heat > PEAK)
+    peaks = (heat == F.max_pool2d(heat[None, None], NMS, 1, NMS // 2)[0, 0]) & (heat > PEAK)
     rows, cols = torch.nonzero(peaks, as_tuple=True)
     if len(rows) == 0:
         return []
@@ -91,19 +98,72 @@ def read_objects(out: torch.Tensor) -> list[dict[str, Any]]:
     for m in range(len(centres)):
         mine = fg & near & (owner == m)
         n = int(mine.sum())
-        if n < MIN_PIXELS:
-            continue
+        if n < MIN_PIXELS:  # a faint segmentation: read the 5x5 pixels around the anchor
+            mine = (grid - centres[m]).abs().amax(-1) <= 2.5
+            n = int(mine.sum())
         shapes = shape_p[1:, mine].mean(1)
         shapes = shapes / shapes.sum()
         direction = out[an.DIRECTION][:, mine].mean(1)
         objects.append({
             "anchor": centres[m].tolist(), "pixels": n,
+            "centroid": grid[mine].mean(0).tolist(),
             "shape_probs": shapes.tolist(),
             "material_probs": out[an.MATERIAL][:, mine].softmax(0).mean(1).tolist(),
             "colour_probs": out[an.COLOUR][:, mine].softmax(0).mean(1).tolist(),
             "depth": float(out[an.DEPTH][mine].mean()) * an.DEPTH_SCALE,
             "heading": math.atan2(float(direction[1]), float(direction[0]))})
     return objects
+
+
+def read_shapes(net: an.ArrowNet, images: torch.Tensor, found: list[list[dict[str, Any]]]
+                ) -> None:
+    """Replace each object's ``shape_probs`` (``found[b]``: the objects of ``images[b]``,
+    ``[B, 3, 64, 64]``) by the crop classifier's, read on the window around its anchor."""
+    from gnm.eval.arrow_crops import windows
+
+    objs = [(b, o) for b, objects in enumerate(found) for o in objects]
+    if not objs:
+        return
+    centres = torch.tensor([o["anchor"] for _, o in objs])
+    image_of = torch.tensor([b for b, _ in objs])
+    probs = net.crop(windows(images, centres, image_of)).softmax(1)
+    for (_, o), p in zip(objs, probs, strict=True):
+        o["shape_probs"] = p.tolist()
+
+
+def merge_arrows(objects: list[dict[str, Any]], within: float | None = None
+                 ) -> list[dict[str, Any]]:
+    """``objects`` with arrows (top shape) whose anchors lie within ``within`` px
+    (default :data:`ARROW_MERGE`; 0: none) merged into one: probabilities, anchor, centroid and
+    depth averaged with pixel-count weights, headings by their weighted unit vectors."""
+    within = ARROW_MERGE if within is None else within
+    arrow = SHAPES.index("arrow")
+    out = [dict(o) for o in objects]
+    merged = True
+    while merged and within > 0:
+        merged = False
+        arrows = [i for i, o in enumerate(out) if int(np.argmax(o["shape_probs"])) == arrow]
+        for i, j in ((i, j) for i in arrows for j in arrows if i < j):
+            if math.dist(out[i]["anchor"], out[j]["anchor"]) <= within:
+                out[i] = _merge(out[i], out[j])
+                del out[j]
+                merged = True
+                break
+    return out
+
+
+def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    wa, wb = a["pixels"], b["pixels"]
+
+    def mean(key: str) -> list[float]:
+        return [(wa * x + wb * y) / (wa + wb) for x, y in zip(a[key], b[key], strict=True)]
+
+    vx = wa * math.cos(a["heading"]) + wb * math.cos(b["heading"])
+    vy = wa * math.sin(a["heading"]) + wb * math.sin(b["heading"])
+    return {**{k: mean(k) for k in ("anchor", "centroid", "shape_probs", "material_probs",
+                                     "colour_probs")},
+            "pixels": wa + wb, "depth": (wa * a["depth"] + wb * b["depth"]) / (wa + wb),
+            "heading": math.atan2(vy, vx)}
 
 
 def decide(objects: list[dict[str, Any]]) -> ArrowVerdict:
@@ -191,8 +251,10 @@ def judge_arrow(images: Any, dataset: str = "arrow", progress: bool = False,
     net = net or load_arrow_net()
     verdicts = []
     for i in tqdm(range(0, n, batch_size), desc="judging", disable=not progress):
-        out = net(an.to_side(x[i:i + batch_size]))
-        verdicts += [decide(read_objects(o)) for o in out]
+        small = an.to_side(x[i:i + batch_size])
+        found = [read_objects(o) for o in net(small)]
+        read_shapes(net, small, found)
+        verdicts += [decide(merge_arrows(objs)) for objs in found]
     k = sum(v.ok for v in verdicts)
     counts = {r: 0 for r in REASONS}
     for v in verdicts:

@@ -62,8 +62,10 @@ MIN_LABEL_PIXELS = 6  # objects with fewer visible pixels at 64 px get no anchor
 
 
 class ArrowNet(nn.Module):
-    """A two-level U-Net, 64 → 16 px and back, ~0.3M parameters; ``forward(x [B, 3, H, W])``
-    in [0, 1] (H = W = 64) returns logits/values ``[B, 19, H, W]`` (module docstring)."""
+    """A two-level U-Net, 64 → 16 px and back, ~0.4M parameters; ``forward(x [B, 3, H, W])``
+    in [0, 1] (H = W = 64) returns logits/values ``[B, 19, H, W]`` (module docstring).
+    ``crop`` is the shape classifier applied to each found object's window
+    (:mod:`gnm.eval.arrow_crops`)."""
 
     def __init__(self, width: int = 32) -> None:
         super().__init__()
@@ -76,6 +78,9 @@ class ArrowNet(nn.Module):
         self.down1, self.down2, self.mid = block(3, w), block(w, 2 * w), block(2 * w, 3 * w)
         self.up2, self.up1 = block(5 * w, 2 * w), block(3 * w, w)
         self.head = nn.Conv2d(w, OUT_CHANNELS, 1)
+        from gnm.eval.arrow_crops import CropNet
+
+        self.crop = CropNet()  # shape of each found object (gnm.eval.arrow_crops)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         a = self.down1(x - 0.5)
@@ -257,17 +262,28 @@ def judge_loss(out: torch.Tensor, t: dict[str, torch.Tensor]) -> dict[str, torch
 
 
 def train_arrow_net(n_scenes: int = 12_000, steps: int = 4000, batch_size: int = 32,
-                    lr: float = 2e-3, seed: int = 0, progress: bool = True
+                    lr: float = 2e-3, seed: int = 0, progress: bool = True,
+                    crop_steps: int = 3000, init: str | None = None
                     ) -> tuple[ArrowNet, dict]:
-    """Render ``n_scenes`` labelled scenes and train :class:`ArrowNet` on them (Adam, cosine
-    lr decay, augmentation). Returns the net (eval mode) and a report."""
+    """Render ``n_scenes`` labelled scenes; train :class:`ArrowNet`'s U-Net on them for
+    ``steps`` (Adam, cosine lr decay, augmentation), then its crop classifier for
+    ``crop_steps`` (:func:`gnm.eval.arrow_crops.train_crop_net`). ``init``: weights to start
+    from (e.g. a trained U-Net, with ``steps = 0``). Returns the net (eval mode) and a
+    report."""
+    from gnm.eval.arrow_crops import train_crop_net
+
     t0 = time.time()
     torch.manual_seed(seed)
     scenes = training_scenes(n_scenes, seed, progress=progress)
     render_s = time.time() - t0
     net = ArrowNet()
+    if init is not None:
+        from safetensors.torch import load_file
+
+        state = {k: v.float() for k, v in load_file(init).items()}
+        net.load_state_dict(state, strict=False)  # weights without a crop head load too
     opt = torch.optim.Adam(net.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(steps, 1))
     g = torch.Generator().manual_seed(seed)
     bar = tqdm(range(steps), desc="judge net", disable=not progress)
     last: dict[str, float] = {}
@@ -282,9 +298,11 @@ def train_arrow_net(n_scenes: int = 12_000, steps: int = 4000, batch_size: int =
         if step % 50 == 0:
             last = {k: round(float(v.detach()), 4) for k, v in terms.items()}
             bar.set_postfix(loss=last["loss"])
+    unet_s = time.time() - t0 - render_s
+    crop = train_crop_net(net.crop, scenes, crop_steps, lr=lr, seed=seed, progress=progress)
     report = {"n_scenes": n_scenes, "steps": steps, "batch_size": batch_size, "lr": lr,
-              "seed": seed, "render_seconds": render_s,
-              "train_seconds": time.time() - t0 - render_s, "final_terms": last,
+              "seed": seed, "init": init, "render_seconds": render_s, "train_seconds": unet_s,
+              "crop_seconds": time.time() - t0 - render_s - unet_s, "final_terms": last, **crop,
               "threads": torch.get_num_threads()}
     return net.eval(), report
 
@@ -314,9 +332,12 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--crop-steps", type=int, default=3000)
+    p.add_argument("--init", default=None, help="weights to start from (e.g. with --steps 0)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    net, report = train_arrow_net(args.scenes, args.steps, args.batch_size, seed=args.seed)
+    net, report = train_arrow_net(args.scenes, args.steps, args.batch_size, seed=args.seed,
+                                  crop_steps=args.crop_steps, init=args.init)
     save_arrow_net(net, args.out, report)
     print(json.dumps(report, indent=1))
 
