@@ -85,7 +85,7 @@ def train_crop_net(net: CropNet, scenes, steps: int = 3000, batch_size: int = 25
     centres = scenes.anchor[image_of, slot]  # the floor anchors the judge finds
     g = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(steps, 1))
     net.train()
     last = {}
     for step in tqdm(range(steps), desc="judge crops", disable=not progress):

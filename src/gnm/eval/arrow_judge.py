@@ -50,7 +50,7 @@ from gnm.eval.stats import wilson_interval
 PEAK, RADIUS, MIN_PIXELS, SURE = 0.3, 9.0, 6, 0.5
 #: heat-map maxima are local over NMS × NMS px; arrows found within ARROW_MERGE px of each
 #: other are one arrow (an arrow is 12-16 px long at 64 px, and its heat map can peak twice)
-NMS, ARROW_MERGE = 3, 0.0
+NMS, ARROW_MERGE = 3, 9.0
 #: the judge's version, recorded in every result; bumped whenever weights, thresholds or rules
 #: change
 JUDGE_VERSION = 1
