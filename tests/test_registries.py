@@ -80,11 +80,14 @@ def test_judges_by_dataset_name(monkeypatch):
     from gnm.eval import judges
 
     monkeypatch.setattr(judges, "_JUDGES", dict(judges._JUDGES))  # undone afterwards
-    assert judged_datasets() == ["mnist10", "mnist4", "mnist4_10"]
-    assert judge_for("mnist10") is judge_images and not has_judge("arrow")
-    with pytest.raises(GNMError, match=r"^sacc needs a dataset with an S-Acc judge \(mnist10, "
-                                       r"mnist4, mnist4_10\), not 'arrow'\.$"):
-        require_judge("arrow", "sacc")
+    from gnm.eval.arrow_judge import judge_arrow
+
+    assert judged_datasets() == ["arrow", "mnist10", "mnist4", "mnist4_10"]
+    assert judge_for("mnist10") is judge_images and judge_for("arrow") is judge_arrow
+    assert not has_judge("mystery")
+    with pytest.raises(GNMError, match=r"^sacc needs a dataset with an S-Acc judge \(arrow, "
+                                       r"mnist10, mnist4, mnist4_10\), not 'mystery'\.$"):
+        require_judge("mystery", "sacc")
 
     def always(images, dataset, progress=False):
         return {"sacc": 1.0}

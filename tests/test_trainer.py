@@ -307,7 +307,14 @@ def test_judge_every_passes_real_scenes(tmp_path, fake_mnist):
     assert judged["sacc"] >= 0.95
 
 
-def test_judge_every_needs_a_judged_dataset(tmp_path, fake_mnist):
+def test_judge_every_needs_a_judged_dataset(tmp_path, fake_mnist, monkeypatch):
+    from gnm.eval import judges
+
+    # the Arrow Room as a dataset without a judge (it has one since judge version 1)
+    monkeypatch.setattr(judges, "BUILTIN", {k: v for k, v in judges.BUILTIN.items()
+                                            if k != "arrow"})
+    monkeypatch.setattr(judges, "_JUDGES", {k: v for k, v in judges._JUDGES.items()
+                                            if k != "arrow"})
     cfg = tiny_config("train.judge_every=2", "data.dataset=arrow")
     with pytest.raises(GNMError, match="judge_every"):
         train(cfg, tmp_path, model=tiny_model(), dataset=tiny_dataset(fake_mnist))
