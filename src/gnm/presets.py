@@ -99,9 +99,10 @@ def _arrow_cpu() -> Config:
     """The Arrow Room at 64 px: the CPU recipe's object map with the paper's Arrow settings
     (z_what 64, glimpse masks, the background with its β_b curriculum, where-prior scale −1.5,
     aux-where weight 10 → 1 and the foreground alpha forced to 0.9 over the first 500 steps); 3.62M
-    parameters. Not yet trained to a result (issue 25): render a training set first with
-    `gnm data make arrow --size 64` and pass it as ``--set data.path=DIR`` (rendering on the
-    fly costs more than a training step)."""
+    parameters. Render a training set first with `gnm data make arrow --size 64` and pass it
+    as ``--set data.path=DIR`` (rendering on the fly costs more than a training step). Its
+    first result, shortened to 40k steps, is README row 6 (S-Acc 0.025; docs/results/
+    HISTORY.md): the recipe does not yet learn the rule."""
     model = ModelConfig(**copy.deepcopy(_CPU_MAP), beta_g_warmup=copy.copy(_CPU_WARMUP),
                         beta_g=2.0, z_what_dim=64, glimpse_mask=True, background=True,
                         bg_upscales=(4, 2, 2, 2, 2, 1), where_prior_mean=(-1.5, 0.0, 0.0, 0.0),
