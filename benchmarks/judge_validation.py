@@ -121,56 +121,47 @@ def main(argv: list[str] | None = None) -> None:
                    "Arrow Room judge")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
+    start = time.time()
     if args.dataset == "arrow":
-        return _main_arrow(args)
+        from gnm.eval.arrow_judge import JUDGE_VERSION as ARROW_VERSION
+        from gnm.eval.arrow_judge import load_arrow_net
+
+        rows = validate_arrow(args.n_real, args.n_corrupt, args.seed,
+                              load_arrow_net(args.weights), args.split)
+        _report(args, rows, start, ARROW_VERSION, "arrow_judge_validation",
+                "Arrow Room judge validation", "--dataset arrow ",
+                f"Goals: real scenes judged ok >= {PASS_GOAL}; each corruption judged ok <= "
+                f"{1 - REJECT_GOAL:.2f}, at 64 and 128 px. How the judge works: "
+                "[judge.md](judge.md#the-arrow-room-judge).", {"dataset": "arrow"})
+        return
     mnist, classifier = load_mnist(), load_classifier(args.weights)
-    start, rows = time.time(), []
+    rows = []
     for dataset in ("mnist4", "mnist10", "mnist4_10"):
         rows += validate(dataset, args.n_real, args.n_corrupt, args.seed, classifier, mnist,
                          args.split)
-    result = {"benchmark": "judge_validation", "judge_version": JUDGE_VERSION,
-              "split": args.split, "n_real": args.n_real, "n_corrupt": args.n_corrupt,
-              "seed": args.seed, "seconds": round(time.time() - start, 1),
-              "all_met": all(r["met"] is not False for r in rows), "rows": rows}
-    command = (f"python benchmarks/judge_validation.py --n-real {args.n_real} --n-corrupt "
-               f"{args.n_corrupt} --threads {args.threads}"
-               + (f" --split {args.split} --seed {args.seed}" if args.split != "test" else "")
-               + (f" --out {args.out}" if args.out else ""))
-    emit_report(result, table(rows), args.out, "judge_validation",
-                f"# S-Acc judge validation (judge version {JUDGE_VERSION})\n\n"
-                f"Command: `{command}`. Goals: real scenes judged ok >= {PASS_GOAL} (128 and "
-                f"64 px); each corruption judged ok <= {1 - REJECT_GOAL:.2f} at {GOAL_SIZE} px "
-                "(64-px corruptions are reported without a goal). How the judge works: "
-                "[judge.md](judge.md).")
-    if not result["all_met"]:
-        print("some goals were not met", flush=True)
+    _report(args, rows, start, JUDGE_VERSION, "judge_validation", "S-Acc judge validation", "",
+            f"Goals: real scenes judged ok >= {PASS_GOAL} (128 and 64 px); each corruption "
+            f"judged ok <= {1 - REJECT_GOAL:.2f} at {GOAL_SIZE} px (64-px corruptions are "
+            "reported without a goal). How the judge works: [judge.md](judge.md).")
     np.seterr(all="ignore")
 
 
-def _main_arrow(args: argparse.Namespace) -> None:
-    from gnm.eval.arrow_judge import JUDGE_VERSION as ARROW_VERSION
-    from gnm.eval.arrow_judge import load_arrow_net
-
-    start = time.time()
-    rows = validate_arrow(args.n_real, args.n_corrupt, args.seed, load_arrow_net(args.weights),
-                          args.split)
-    result = {"benchmark": "judge_validation", "dataset": "arrow",
-              "judge_version": ARROW_VERSION, "split": args.split, "n_real": args.n_real,
-              "n_corrupt": args.n_corrupt, "seed": args.seed,
-              "seconds": round(time.time() - start, 1),
+def _report(args: argparse.Namespace, rows: list[dict], start: float, version: int, name: str,
+            title: str, flag: str, goals: str, extra: dict | None = None) -> None:
+    """Print (and with ``--out`` write NAME.json/.md) one validation table; ``flag`` is the
+    command-line option that chose the judge, ``goals`` the header's sentence on goals."""
+    result = {"benchmark": "judge_validation", **(extra or {}), "judge_version": version,
+              "split": args.split, "n_real": args.n_real, "n_corrupt": args.n_corrupt,
+              "seed": args.seed, "seconds": round(time.time() - start, 1),
               "all_met": all(r["met"] is not False for r in rows), "rows": rows}
-    command = (f"python benchmarks/judge_validation.py --dataset arrow --n-real {args.n_real} "
-               f"--n-corrupt {args.n_corrupt} --threads {args.threads}"
+    command = (f"python benchmarks/judge_validation.py {flag}--n-real {args.n_real} --n-corrupt "
+               f"{args.n_corrupt} --threads {args.threads}"
                + (f" --split {args.split} --seed {args.seed}" if args.split != "test" else "")
                + (f" --out {args.out}" if args.out else ""))
-    emit_report(result, table(rows), args.out, "arrow_judge_validation",
-                f"# Arrow Room judge validation (judge version {ARROW_VERSION})\n\n"
-                f"Command: `{command}`. Goals: real scenes judged ok >= {PASS_GOAL}; each "
-                f"corruption judged ok <= {1 - REJECT_GOAL:.2f}, at 64 and 128 px. How the "
-                "judge works: [judge.md](judge.md#the-arrow-room-judge).")
+    emit_report(result, table(rows), args.out, name,
+                f"# {title} (judge version {version})\n\nCommand: `{command}`. {goals}")
     if not result["all_met"]:
         print("some goals were not met", flush=True)
-
 
 if __name__ == "__main__":
     main()

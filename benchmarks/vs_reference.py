@@ -129,18 +129,23 @@ def reference_worker(directory: str, steps: int, warmup: int, batch: int) -> dic
             "peak_rss_gib": _peak_rss_gib()}
 
 
-def gnm_worker(bf16: bool, steps: int, warmup: int, batch: int, preset: str = "mnist4") -> dict:
-    """Time gnm (``preset``) in this process, as benchmarks/train_throughput.py does."""
+def _throughput() -> types.ModuleType:
+    """benchmarks/train_throughput.py, imported by path (benchmarks are not a package)."""
     import importlib.util
 
+    spec = importlib.util.spec_from_file_location("train_throughput",
+                                                  _HERE / "train_throughput.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def gnm_worker(bf16: bool, steps: int, warmup: int, batch: int, preset: str = "mnist4") -> dict:
+    """Time gnm (``preset``) in this process, as benchmarks/train_throughput.py does."""
     from gnm.perf import reuse_freed_memory
 
     reuse_freed_memory()  # what the gnm command does for itself
-    spec = importlib.util.spec_from_file_location("train_throughput",
-                                                  _HERE / "train_throughput.py")
-    tt = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tt)
-    r = tt.bench(preset, batch, steps, warmup, bf16)
+    r = _throughput().bench(preset, batch, steps, warmup, bf16)
     return {"train_images_per_s": r["train_images_per_s"],
             "sample_images_per_s": r["sample_images_per_s"], "params": r["params"],
             "peak_rss_gib": _peak_rss_gib()}
@@ -231,8 +236,7 @@ def main(argv: list[str] | None = None) -> None:
                     "a JindongJiang/GNM checkout.")
     from gnm.io import emit_report
 
-    sys.path.insert(0, str(_HERE))
-    from train_throughput import cpu_features
+    cpu_features = _throughput().cpu_features
 
     runs: dict[str, list[dict]] = {v: [] for v in variants}
     start = time.time()

@@ -151,8 +151,8 @@ def test_gnm_judge_reads_an_arrow_png_export(tmp_path, capsys):
     assert "S-Acc" in capsys.readouterr().out
 
 
-def test_windows_and_centroids_by_hand():
-    from gnm.eval.arrow_crops import CropNet, object_centroids, windows
+def test_windows_by_hand():
+    from gnm.eval.arrow_crops import CropNet, windows
 
     x = torch.arange(2 * 8 * 8, dtype=torch.float32).view(2, 1, 8, 8)  # value = 64b + 8r + c
     w = windows(x, torch.tensor([[3.5, 2.5], [0.2, 0.2]]), torch.tensor([1, 0]), size=4)
@@ -160,8 +160,4 @@ def test_windows_and_centroids_by_hand():
     assert torch.equal(w[0, 0], 64 + 8 * torch.arange(4)[:, None] + torch.arange(1, 5))
     # at the corner the image is extended by its edge pixels
     assert torch.equal(w[1, 0, :, 0], torch.tensor([0.0, 0.0, 0.0, 8.0]))
-    ids = torch.full((1, 8, 8), -1)
-    ids[0, 2:4, 5:7] = 0  # a 2x2 object: centre (col 6, row 3) in pixel-centre coordinates
-    c, n = object_centroids(ids, 2)
-    assert torch.equal(c[0, 0], torch.tensor([6.0, 3.0])) and n.tolist() == [[4.0, 0.0]]
     assert CropNet()(torch.rand(5, 3, 20, 20)).shape == (5, 4)

@@ -66,6 +66,14 @@ class Layout:
     look_at: np.ndarray
 
 
+def sample_camera(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """A jittered camera: ``eye`` and ``look_at`` ``[3]`` (elevation ``ELEVATION`` ± 1°, the
+    look-at point ``LOOK_AT`` ± 0.15 units on the floor, distance ``DISTANCE``)."""
+    el = math.radians(ELEVATION + rng.uniform(-1, 1))
+    look = np.array(LOOK_AT) + np.r_[rng.uniform(-0.15, 0.15, 2), 0.0]
+    return look + DISTANCE * np.array([0.0, -math.cos(el), math.sin(el)]), look
+
+
 def sample_layout(rng: np.random.Generator) -> Layout:
     """One scene that follows the rule (before the visibility check), as a batch of one."""
     shared, unique = rng.choice(3, size=2, replace=False)  # sphere, cube, cylinder indices
@@ -83,9 +91,7 @@ def sample_layout(rng: np.random.Generator) -> Layout:
     yaw = rng.uniform(0, math.pi / 2, 4)
     dx, dy = pos[target] - pos[0]
     yaw[0] = math.atan2(dy, dx)
-    el = math.radians(ELEVATION + rng.uniform(-1, 1))
-    look = np.array(LOOK_AT) + np.r_[rng.uniform(-0.15, 0.15, 2), 0.0]
-    eye = look + DISTANCE * np.array([0.0, -math.cos(el), math.sin(el)])
+    eye, look = sample_camera(rng)
     return Layout(np.r_[ARROW, others][None], rng.integers(0, len(COLOURS), 4)[None],
                   np.array([rng.integers(0, 2)]), pos[None], yaw[None], np.array([target]),
                   eye[None], look[None])

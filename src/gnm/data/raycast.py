@@ -38,17 +38,22 @@ _EPS = 1e-4
 _INF = float("inf")
 
 
+def _camera_frame(eye: torch.Tensor, target: torch.Tensor, fov_deg: float):
+    """The pinhole camera's unit forward, right and up vectors ``[B, 3]`` (the world's ``z`` is
+    up) and ``tan(fov / 2)``, shared by :func:`camera_rays` and :func:`project`."""
+    fwd = torch.nn.functional.normalize(target - eye, dim=-1)
+    up = torch.tensor([0.0, 0.0, 1.0], dtype=eye.dtype).expand_as(fwd)
+    right = torch.nn.functional.normalize(torch.cross(fwd, up, dim=-1), dim=-1)
+    return fwd, right, torch.cross(right, fwd, dim=-1), math.tan(math.radians(fov_deg) / 2)
+
+
 def camera_rays(eye: torch.Tensor, target: torch.Tensor, fov_deg: float,
                 size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Primary rays of square pinhole cameras: ``eye``, ``target`` ``[B, 3]`` (world units),
     horizontal (= vertical) field of view ``fov_deg`` degrees, ``size`` × ``size`` pixels.
     Returns origins and unit directions ``[B, size·size, 3]`` in row-major pixel order (row 0
     is the top of the image), each through its pixel's centre."""
-    fwd = torch.nn.functional.normalize(target - eye, dim=-1)
-    up = torch.tensor([0.0, 0.0, 1.0], dtype=eye.dtype).expand_as(fwd)
-    right = torch.nn.functional.normalize(torch.cross(fwd, up, dim=-1), dim=-1)
-    cam_up = torch.cross(right, fwd, dim=-1)
-    half = math.tan(math.radians(fov_deg) / 2)
+    fwd, right, cam_up, half = _camera_frame(eye, target, fov_deg)
     c = (torch.arange(size, dtype=eye.dtype) + 0.5) / size * 2 - 1  # pixel centres in [-1, 1]
     v, u = torch.meshgrid(-c, c, indexing="ij")  # v: up is +, row 0 at the top
     d = (fwd[:, None, :] + half * u.reshape(1, -1, 1) * right[:, None, :]
@@ -65,11 +70,7 @@ def project(points: torch.Tensor, eye: torch.Tensor, target: torch.Tensor, fov_d
     pixel. ``u = (p − e)·right / ((p − e)·fwd) / tan(fov/2)`` and ``col = (u + 1)/2 · size``;
     rows count down from the top, ``row = (1 − v)/2 · size``. Points behind the camera are
     not meaningful."""
-    fwd = torch.nn.functional.normalize(target - eye, dim=-1)
-    up = torch.tensor([0.0, 0.0, 1.0], dtype=eye.dtype).expand_as(fwd)
-    right = torch.nn.functional.normalize(torch.cross(fwd, up, dim=-1), dim=-1)
-    cam_up = torch.cross(right, fwd, dim=-1)
-    half = math.tan(math.radians(fov_deg) / 2)
+    fwd, right, cam_up, half = _camera_frame(eye, target, fov_deg)
     rel = points - eye[:, None, :]
     depth = (rel * fwd[:, None, :]).sum(-1)
     u = (rel * right[:, None, :]).sum(-1) / depth / half

@@ -58,28 +58,15 @@ def windows(images: torch.Tensor, centres: torch.Tensor, image_of: torch.Tensor,
     return padded[image_of[:, None, None], :, rows, cols].permute(0, 3, 1, 2)
 
 
-def object_centroids(ids: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Centroids ``[B, k, 2]`` (col, row px, pixel centres at +0.5) of objects ``0..k−1`` in hit
-    buffers ``ids [B, S, S]``, and their pixel counts ``[B, k]`` (centroid 0 where none)."""
-    s = ids.shape[-1]
-    c = torch.arange(s, dtype=torch.float32) + 0.5
-    masks = (ids[:, None] == torch.arange(k)[None, :, None, None]).float()  # [B, k, S, S]
-    n = masks.sum((2, 3))
-    col = (masks * c[None, None, None, :]).sum((2, 3)) / n.clamp_min(1)
-    row = (masks * c[None, None, :, None]).sum((2, 3)) / n.clamp_min(1)
-    return torch.stack([col, row], -1), n
-
-
 def train_crop_net(net: CropNet, scenes, steps: int = 3000, batch_size: int = 256,
                    lr: float = 2e-3, seed: int = 0, min_pixels: int = 6,
                    progress: bool = True) -> dict:
     """Train ``net`` on windows around every object of ``scenes``
     (:class:`~gnm.eval.arrow_net.SceneLabels`) with at least ``min_pixels`` visible pixels;
     returns a report (final loss and training accuracy)."""
-    from gnm.eval.arrow_net import MAX_OBJECTS, augment
+    from gnm.eval.arrow_net import augment
 
-    _, pixels = object_centroids(scenes.ids.long(), MAX_OBJECTS)
-    keep = (pixels >= min_pixels) & (scenes.shape >= 0)
+    keep = (scenes.pixels >= min_pixels) & (scenes.shape >= 0)
     image_of, slot = torch.nonzero(keep, as_tuple=True)
     labels = scenes.shape[image_of, slot].long()
     centres = scenes.anchor[image_of, slot]  # the floor anchors the judge finds

@@ -106,7 +106,6 @@ def read_objects(out: torch.Tensor) -> list[dict[str, Any]]:
         direction = out[an.DIRECTION][:, mine].mean(1)
         objects.append({
             "anchor": centres[m].tolist(), "pixels": n,
-            "centroid": grid[mine].mean(0).tolist(),
             "shape_probs": shapes.tolist(),
             "material_probs": out[an.MATERIAL][:, mine].softmax(0).mean(1).tolist(),
             "colour_probs": out[an.COLOUR][:, mine].softmax(0).mean(1).tolist(),
@@ -134,7 +133,7 @@ def read_shapes(net: an.ArrowNet, images: torch.Tensor, found: list[list[dict[st
 def merge_arrows(objects: list[dict[str, Any]], within: float | None = None
                  ) -> list[dict[str, Any]]:
     """``objects`` with arrows (top shape) whose anchors lie within ``within`` px
-    (default :data:`ARROW_MERGE`; 0: none) merged into one: probabilities, anchor, centroid and
+    (default :data:`ARROW_MERGE`; 0: none) merged into one: probabilities, anchor and
     depth averaged with pixel-count weights, headings by their weighted unit vectors."""
     within = ARROW_MERGE if within is None else within
     arrow = SHAPES.index("arrow")
@@ -160,7 +159,7 @@ def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
 
     vx = wa * math.cos(a["heading"]) + wb * math.cos(b["heading"])
     vy = wa * math.sin(a["heading"]) + wb * math.sin(b["heading"])
-    return {**{k: mean(k) for k in ("anchor", "centroid", "shape_probs", "material_probs",
+    return {**{k: mean(k) for k in ("anchor", "shape_probs", "material_probs",
                                      "colour_probs")},
             "pixels": wa + wb, "depth": (wa * a["depth"] + wb * b["depth"]) / (wa + wb),
             "heading": math.atan2(vy, vx)}

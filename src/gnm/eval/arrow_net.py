@@ -45,6 +45,7 @@ from gnm.data.arrow_room import (
     SIZE,
     ArrowRoomGenerator,
     Layout,
+    sample_camera,
     stack_layouts,
 )
 from gnm.data.raycast import ARROW, project
@@ -103,8 +104,6 @@ def free_layout(rng: np.random.Generator) -> Layout:
     """A layout that ignores the rule: 2-6 objects of any shape (arrows included), colours
     and (per object) materials at random, any yaw, spread over the visible floor at least
     ``2.2 r`` apart; the camera as :func:`gnm.data.arrow_room.sample_layout`'s."""
-    from gnm.data.arrow_room import DISTANCE, ELEVATION, LOOK_AT
-
     k = int(rng.integers(2, MAX_OBJECTS + 1))
     xy: list[np.ndarray] = []
     for _ in range(400):
@@ -116,9 +115,7 @@ def free_layout(rng: np.random.Generator) -> Layout:
     k = len(xy)
     same = rng.random() < 0.5
     material = np.full(k, rng.integers(0, 2)) if same else rng.integers(0, 2, k)
-    el = math.radians(ELEVATION + rng.uniform(-1, 1))
-    look = np.array(LOOK_AT) + np.r_[rng.uniform(-0.15, 0.15, 2), 0.0]
-    eye = look + DISTANCE * np.array([0.0, -math.cos(el), math.sin(el)])
+    eye, look = sample_camera(rng)
     return Layout(rng.integers(0, 4, k)[None], rng.integers(0, len(COLOURS), k)[None],
                   material[None], np.stack(xy)[None], rng.uniform(0, 2 * math.pi, k)[None],
                   np.array([-1]), eye[None], look[None])

@@ -40,6 +40,7 @@ a lone object far behind the others keeps its full weight.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -186,8 +187,6 @@ def clamp_pres(z, value: float):
     (``value > 0``), as the reference does; unchanged otherwise."""
     if value <= 0:
         return z
-    import dataclasses
-
     return dataclasses.replace(z, pres=z.pres.clamp(max=0.99))
 
 
