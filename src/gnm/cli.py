@@ -41,12 +41,18 @@ def _cmd_data_mnist(args: argparse.Namespace) -> int:
     return 0
 
 
+def _names(text: str | None) -> tuple[str, ...]:
+    """``"red, blue"`` -> ``("red", "blue")``; None or empty -> ``()``."""
+    return tuple(n.strip() for n in (text or "").split(",") if n.strip())
+
+
 def _cmd_data_make(args: argparse.Namespace) -> int:
     from gnm.data.store import make_scenes
 
     rep = make_scenes(args.dataset, args.split, args.n, args.out, size=args.size,
                       seed=args.seed, fmt=args.format, shard_size=args.shard_size,
-                      data_dir=args.data_dir, progress=not args.quiet)
+                      data_dir=args.data_dir, progress=not args.quiet,
+                      colours=_names(args.colours), shapes=_names(args.shapes))
     what = f"{args.dataset}/{args.split} scenes"
     if rep.removed_tmp:
         print(f"removed {len(rep.removed_tmp)} temporary file(s) left by a write killed midway")
@@ -82,6 +88,10 @@ def _register_data(sub: argparse._SubParsersAction) -> None:
     k.add_argument("--seed", type=int, default=0, help="generation seed (default 0)")
     k.add_argument("--format", default="npz", help="npz (shards) or png (one file per scene)")
     k.add_argument("--shard-size", type=int, default=1000, help="scenes per shard")
+    k.add_argument("--colours", help="arrow only: comma-separated colour names to draw from "
+                   "(default all 8: gray,red,blue,green,brown,purple,cyan,yellow)")
+    k.add_argument("--shapes", help="arrow only: comma-separated non-arrow shapes, two or three "
+                   "of sphere,cube,cylinder (default all)")
     k.add_argument("--quiet", action="store_true", help="no progress bar")
     _data_dir_arg(k)
     k.set_defaults(func=_cmd_data_make)

@@ -38,6 +38,8 @@ class DataConfig:
     data_dir: str | None = None  # MNIST location; None -> $GNM_DATA or ./data
     path: str | None = None  # train on scenes stored by `gnm data make` here (None: on the fly)
     num_workers: int = 0  # DataLoader worker processes
+    colours: tuple[str, ...] = ()  # arrow only: colour names to draw from (empty: all 8)
+    shapes: tuple[str, ...] = ()  # arrow only: non-arrow shapes to draw from (empty: all 3)
 
 
 #: Allowed ranges of DataConfig fields (see check_field); the generator needs >= 32 px.
@@ -45,6 +47,7 @@ LIMITS = {"size": ">= 32", "channels": ">= 1", "seed": ">= 0", "num_workers": ">
 _KINDS = {int: "an integer", float: "a finite number", bool: "true or false", str: "a string",
           tuple[int, ...]: "a list of integers (e.g. [8, 16, 32])",
           tuple[float, ...]: "a list of finite numbers (e.g. [-1.6, 0.0, 0.0, 0.0])",
+          tuple[str, ...]: "a list of names (e.g. [red, blue])",
           str | None: "a string or null"}
 
 
@@ -81,6 +84,8 @@ def _fits(kind: Any, v: Any) -> bool:
     if kind in (tuple[int, ...], tuple[float, ...]):
         item = _is_int if kind == tuple[int, ...] else _is_number
         return isinstance(v, (tuple, list)) and all(item(x) for x in v)
+    if kind == tuple[str, ...]:
+        return isinstance(v, (tuple, list)) and all(isinstance(x, str) for x in v)
     return True  # a type this check does not know (e.g. a model's own): left to the model
 
 

@@ -4,7 +4,8 @@ Rule: four objects on a grey matte floor. One is an **arrow**, the object neares
 camera; of the other three (spheres, cubes or cylinders) exactly two share a shape and the
 remaining one, whose shape is unique, is the arrow's **target**: the arrow lies flat and points
 at it. Colours are drawn independently from CLEVR's eight; one material (rubber or metal) per
-image.
+image. ``data.colours`` / ``data.shapes`` (``gnm data make arrow --colours ... --shapes ...``)
+narrow the palette to named colours and non-arrow shapes (:func:`choose_palette`).
 
 Geometry (world units; :mod:`gnm.data.raycast` has the frame and the primitives): every object
 has size ``r = 0.6`` (a 1.2-unit footprint, 20-27 px at 128 px). The camera looks at the floor
@@ -74,9 +75,43 @@ def sample_camera(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     return look + DISTANCE * np.array([0.0, -math.cos(el), math.sin(el)]), look
 
 
-def sample_layout(rng: np.random.Generator) -> Layout:
-    """One scene that follows the rule (before the visibility check), as a batch of one."""
-    shared, unique = rng.choice(3, size=2, replace=False)  # sphere, cube, cylinder indices
+def choose_palette(colours=(), shapes=()) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The indices into :data:`COLOURS` and :data:`SHAPES` that scenes draw from, given
+    ``colours`` and ``shapes`` as names (empty: all 8 colours; all three non-arrow shapes,
+    sphere, cube and cylinder; the arrow is always drawn). Unknown or repeated names, or fewer
+    than two shapes (the rule needs a shape two objects share and another), raise GNMError."""
+    others = [s for s in SHAPES if s != SHAPES[ARROW]]
+
+    def pick(names, known: list[str], key: str, what: str) -> tuple[int, ...]:
+        names = list(names)
+        for name in names:
+            if name not in known:
+                raise GNMError(f"unknown {what} {name!r} in data.{key} (--{key}); the Arrow "
+                               f"Room's {what}s{' besides the arrow' * (key == 'shapes')} are "
+                               f"{', '.join(known)}.")
+            if names.count(name) > 1:
+                raise GNMError(f"data.{key} (--{key}) lists {name!r} twice; give each {what} "
+                               "once.")
+        return tuple(known.index(n) for n in names) if names else tuple(range(len(known)))
+
+    colour_ids = pick(colours, list(COLOURS), "colours", "colour")
+    shape_ids = tuple(SHAPES.index(others[i]) for i in pick(shapes, others, "shapes", "shape"))
+    if len(shape_ids) < 2:
+        raise GNMError(f"data.shapes (--shapes) {list(shapes)} has one shape; the rule needs "
+                       "two (one that two objects share, another for the arrow's target): "
+                       f"name two or three of {', '.join(others)}.")
+    return colour_ids, shape_ids
+
+
+_ALL = choose_palette()
+
+
+def sample_layout(rng: np.random.Generator,
+                  palette: tuple[tuple[int, ...], tuple[int, ...]] = _ALL) -> Layout:
+    """One scene that follows the rule (before the visibility check), as a batch of one;
+    colours and shapes are drawn from ``palette`` (:func:`choose_palette`; default all)."""
+    colour_ids, shape_ids = (np.asarray(p) for p in palette)
+    shared, unique = shape_ids[rng.choice(len(shape_ids), size=2, replace=False)]
     others = np.array([shared, shared, unique])
     rng.shuffle(others)
     target = 1 + int(np.flatnonzero(others == unique)[0])
@@ -92,7 +127,8 @@ def sample_layout(rng: np.random.Generator) -> Layout:
     dx, dy = pos[target] - pos[0]
     yaw[0] = math.atan2(dy, dx)
     eye, look = sample_camera(rng)
-    return Layout(np.r_[ARROW, others][None], rng.integers(0, len(COLOURS), 4)[None],
+    return Layout(np.r_[ARROW, others][None],
+                  colour_ids[rng.integers(0, len(colour_ids), 4)][None],
                   np.array([rng.integers(0, 2)]), pos[None], yaw[None], np.array([target]),
                   eye[None], look[None])
 
@@ -222,10 +258,12 @@ class ArrowRoomGenerator:
     stream ``[seed, 7, split, i, attempt]``, ``attempt`` counting the layouts rejected by
     :func:`check_scenes` before it. Rendering is at ``size`` px with ``supersample``-fold
     anti-aliasing (default 2 below 128 px, else 1) and ``shadow_samples`` shadow rays.
+    ``colours`` and ``shapes`` (names; empty: all) narrow what scenes draw from.
     """
 
     def __init__(self, split: str = "train", size: int = 128, seed: int = 0,
-                 supersample: int | None = None, shadow_samples: int = 4) -> None:
+                 supersample: int | None = None, shadow_samples: int = 4,
+                 colours=(), shapes=()) -> None:
         from gnm.data.scenes import check_size, check_split
 
         self.split = check_split(split)
@@ -236,11 +274,12 @@ class ArrowRoomGenerator:
         self.seed = int(seed)
         self.supersample = supersample or (2 if size < 128 else 1)
         self.shadow_samples = int(shadow_samples)
+        self.palette = choose_palette(colours, shapes)
 
     def layout(self, index: int, attempt: int = 0) -> Layout:
         """The candidate layout of scene ``index`` at ``attempt``."""
         key = [self.seed, _STREAM, SPLITS.index(self.split), int(index), int(attempt)]
-        return sample_layout(np.random.default_rng(key))
+        return sample_layout(np.random.default_rng(key), self.palette)
 
     def render(self, layout: Layout) -> dict[str, torch.Tensor]:
         """:func:`render` at this generator's size and quality."""
@@ -380,8 +419,8 @@ class ArrowRoomDataset(torch.utils.data.Dataset):
     item is slow; :meth:`batch_items` renders many at once."""
 
     def __init__(self, split: str = "train", size: int = 128, seed: int = 0,
-                 length: int = 1_000_000) -> None:
-        self.generator = ArrowRoomGenerator(split, size, seed)
+                 length: int = 1_000_000, colours=(), shapes=()) -> None:
+        self.generator = ArrowRoomGenerator(split, size, seed, colours=colours, shapes=shapes)
         self.length = int(length)
 
     def __len__(self) -> int:
@@ -400,13 +439,13 @@ class ArrowRoomDataset(torch.utils.data.Dataset):
 
 def _build(data, split: str, seed: int, mnist=None) -> ArrowRoomDataset:
     """The registry's builder of ``arrow`` (``mnist`` is unused)."""
-    return ArrowRoomDataset(split, data.size, seed)
+    return ArrowRoomDataset(split, data.size, seed, colours=data.colours, shapes=data.shapes)
 
 
 def _register() -> None:
     from gnm.data.registry import register_dataset
 
-    register_dataset("arrow", _build, channels=3)
+    register_dataset("arrow", _build, channels=3, options=("colours", "shapes"))
 
 
 _register()

@@ -32,21 +32,28 @@ BUILTIN = {"mnist4": "gnm.data.scenes", "mnist10": "gnm.data.scenes",
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    """How to build one named dataset: ``build(data_cfg, split, seed, mnist)`` and its image
-    channels (``data.channels`` must equal them)."""
+    """How to build one named dataset: ``build(data_cfg, split, seed, mnist)``, its image
+    channels (``data.channels`` must equal them) and which of the data section's
+    dataset-specific fields (:data:`OPTIONS`) it reads."""
 
     build: Callable[..., torch.utils.data.Dataset]
     channels: int = 1
+    options: tuple[str, ...] = ()
+
+
+#: fields of the data section that only some datasets read (each says so in its registration);
+#: any other dataset refuses them at anything but their defaults
+OPTIONS = ("colours", "shapes")
 
 
 _DATASETS: dict[str, DatasetSpec] = {}
 
 
 def register_dataset(name: str, build: Callable[..., torch.utils.data.Dataset],
-                     channels: int = 1) -> None:
+                     channels: int = 1, options: tuple[str, ...] = ()) -> None:
     """Make ``build_dataset`` build ``build(data_cfg, split, seed, mnist)`` for
-    ``data.dataset == name``."""
-    _DATASETS[name] = DatasetSpec(build, channels)
+    ``data.dataset == name``; ``options`` names the fields of :data:`OPTIONS` it reads."""
+    _DATASETS[name] = DatasetSpec(build, channels, tuple(options))
 
 
 def dataset_spec(name: str) -> DatasetSpec:
@@ -56,6 +63,17 @@ def dataset_spec(name: str) -> DatasetSpec:
     if name not in _DATASETS:
         raise GNMError(f"unknown dataset {name!r}; choose one of {', '.join(dataset_names())}.")
     return _DATASETS[name]
+
+
+def check_options(name: str, values: dict[str, Any]) -> None:
+    """Raise a GNMError if dataset ``name`` does not read a field of :data:`OPTIONS` that
+    ``values`` (field -> value) sets to anything but empty."""
+    spec = dataset_spec(name)
+    for key, value in values.items():
+        if value and key not in spec.options:
+            readers = [n for n in BUILTIN if key in dataset_spec(n).options]
+            raise GNMError(f"data.{key} (--{key}) applies only to dataset "
+                           f"{', '.join(readers)}, not to {name}; leave it out.")
 
 
 def dataset_names() -> list[str]:
@@ -73,6 +91,7 @@ def build_dataset(data: Any, split: str = "train", seed: int | None = None,
     if data.channels != spec.channels:
         raise GNMError(f"dataset {data.dataset} has {spec.channels}-channel images, but "
                        f"data.channels={data.channels}; set data.channels={spec.channels}.")
+    check_options(data.dataset, {key: getattr(data, key, ()) for key in OPTIONS})
     if getattr(data, "path", None) and split == "train":
         return _stored(data)
     return spec.build(data, split, data.seed if seed is None else seed, mnist)
@@ -88,8 +107,10 @@ def _stored(data: Any) -> torch.utils.data.Dataset:
 
     shards = SceneShards(data.path)
     found = shards.manifest
-    for key, want in (("dataset", data.dataset), ("size", data.size), ("split", "train")):
-        if found.get(key) != want:
+    wants = [("dataset", data.dataset), ("size", data.size), ("split", "train")]
+    wants += [(key, list(getattr(data, key, ()))) for key in OPTIONS]
+    for key, want in wants:
+        if found.get(key, [] if key in OPTIONS else None) != want:
             raise GNMError(f"the scenes in data.path={data.path} have {key} "
                            f"{found.get(key)!r}, but the run needs {want!r}; export matching "
                            "scenes with `gnm data make` or change the data section.")

@@ -33,6 +33,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from gnm.data.mnist import sha256_file
+from gnm.data.registry import check_options
 from gnm.data.scenes import (
     MAX_OBJECTS,
     SceneGenerator,
@@ -174,13 +175,14 @@ def export_scenes(dataset: str, split: str, n: int, out: str | Path, **kwargs: A
 def make_scenes(dataset: str, split: str, n: int, out: str | Path, *, size: int = 128,
                 seed: int = 0, fmt: str = "npz", shard_size: int = 1000,
                 data_dir: str | None = None, mnist: Any = None,
-                progress: bool = True) -> ExportReport:
+                progress: bool = True, colours=(), shapes=()) -> ExportReport:
     """Generate scenes ``0..n-1`` of a dataset/split and write them to ``out``; resumable.
 
     A rerun verifies what is there (every shard's, and every PNG's, sha256 against the
     manifest, also when the export is complete) and writes again only what is missing or
     damaged; the returned :class:`ExportReport` says what was rebuilt. A folder that already
-    holds a different export, or unrelated files, is refused rather than mixed.
+    holds a different export, or unrelated files, is refused rather than mixed. ``colours`` and
+    ``shapes`` (Arrow Room only: names to draw from) are recorded in the manifest when set.
     """
     if dataset != "arrow":
         check_dataset(dataset)
@@ -193,8 +195,10 @@ def make_scenes(dataset: str, split: str, n: int, out: str | Path, *, size: int 
     if shard_size <= 0:
         raise GNMError(f"shard size must be positive, got {shard_size}.")
     out = Path(out)
+    options = {"colours": list(colours), "shapes": list(shapes)}
+    check_options(dataset, options)
     params = {"dataset": dataset, "split": split, "n": n, "size": size, "seed": seed,
-              "format": fmt, "shard_size": shard_size}
+              "format": fmt, "shard_size": shard_size, **{k: v for k, v in options.items() if v}}
     manifest = _load_manifest(out)
     rebuilt: list[str] = []
     removed: list[Path] = []
@@ -204,10 +208,12 @@ def make_scenes(dataset: str, split: str, n: int, out: str | Path, *, size: int 
                            "empty or new --out.")
         manifest = {"version": STORE_VERSION, **params, "complete": False, "shards": []}
     else:
-        theirs = {k: manifest.get(k) for k in _PARAM_KEYS}
-        if theirs != params:
-            diff = ", ".join(f"{k}={theirs[k]!r} (asked {params[k]!r})"
-                             for k in _PARAM_KEYS if theirs[k] != params[k])
+        keys = _PARAM_KEYS + tuple(options)
+        theirs = {k: manifest.get(k, [] if k in options else None) for k in keys}
+        asked = {**params, **options}
+        if theirs != asked:
+            diff = ", ".join(f"{k}={theirs[k]!r} (asked {asked[k]!r})"
+                             for k in keys if theirs[k] != asked[k])
             raise GNMError(f"{out} already holds a different export ({diff}); choose another "
                            "--out or delete that folder.")
         removed = remove_stale_temporaries(out, out / "shards", out / "images")
@@ -234,7 +240,7 @@ def make_scenes(dataset: str, split: str, n: int, out: str | Path, *, size: int 
     if dataset == "arrow":
         from gnm.data.arrow_room import ArrowRoomGenerator
 
-        gen: Any = ArrowRoomGenerator(split, size, seed)
+        gen: Any = ArrowRoomGenerator(split, size, seed, colours=colours, shapes=shapes)
     else:
         gen = SceneGenerator(dataset, split, size, seed, mnist=mnist, data_dir=data_dir)
     done = {s["start"] for s in manifest["shards"]}
