@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
 
@@ -78,9 +81,9 @@ def test_data_path_trains_on_stored_scenes(tmp_path, fake_mnist, monkeypatch, ca
 
 def test_judges_by_dataset_name(monkeypatch):
     from gnm.eval import judges
+    from gnm.eval.arrow_judge import judge_arrow  # registered before the copy below
 
     monkeypatch.setattr(judges, "_JUDGES", dict(judges._JUDGES))  # undone afterwards
-    from gnm.eval.arrow_judge import judge_arrow
 
     assert judged_datasets() == ["arrow", "mnist10", "mnist4", "mnist4_10"]
     assert judge_for("mnist10") is judge_images and judge_for("arrow") is judge_arrow
@@ -94,3 +97,34 @@ def test_judges_by_dataset_name(monkeypatch):
 
     register_judge("blank_rgb", always)
     assert judge_for("blank_rgb") is always and "blank_rgb" in judged_datasets()
+
+
+def test_each_judge_loads_its_own_weights(monkeypatch, tmp_path, capsys):
+    import gnm.eval.arrow_judge  # noqa: F401  (registered before the copies below)
+    from gnm.eval import judges
+    from gnm.eval.arrow_net import ArrowNet
+    from gnm.eval.digits import DigitNet
+
+    monkeypatch.setattr(judges, "_JUDGES", dict(judges._JUDGES))  # undone afterwards
+    monkeypatch.setattr(judges, "_WEIGHTS", dict(judges._WEIGHTS))
+    assert isinstance(judges.judge_weights("mnist4", None)["classifier"], DigitNet)
+    assert isinstance(judges.judge_weights("arrow", None)["net"], ArrowNet)
+    seen = []
+
+    def scaled(images, dataset, progress=False, min_images=1, factor=0.0):
+        seen.append(factor)
+        return {"sacc": factor, "ci95": (0.0, 1.0), "n": 30, "sacc_strict": factor,
+                "reasons": {"ok": 30}, "verdicts": []}
+
+    register_judge("toy", scaled, lambda path: {"factor": float(Path(path).read_text())})
+    (tmp_path / "w.txt").write_text("0.25")
+    images = tmp_path / "images.npz"
+    np.savez(images, images=np.zeros((30, 32, 32, 1), np.uint8))
+    argv = ["judge", "--dataset", "toy", "--images", str(images), "--quiet"]
+    assert cli.main([*argv, "--weights", str(tmp_path / "w.txt")]) == 0 and seen == [0.25]
+    register_judge("plain", scaled)  # no weights of its own
+    assert judges.judge_weights("plain", None) == {}
+    capsys.readouterr()
+    assert cli.main([*argv[:2], "plain", *argv[3:], "--weights", "w.bin"]) == 2
+    assert "the plain judge has no weights, so --weights w.bin cannot be used" in \
+        capsys.readouterr().err

@@ -275,7 +275,7 @@ def _register_show(sub: argparse._SubParsersAction) -> None:
 def _cmd_judge(args: argparse.Namespace) -> int:
     from gnm.eval.images import read_images
     from gnm.eval.judge import MIN_IMAGES
-    from gnm.eval.judges import require_judge
+    from gnm.eval.judges import judge_weights, require_judge
     from gnm.io import atomic_write_json, check_writable
 
     src = Path(args.images)
@@ -285,12 +285,7 @@ def _cmd_judge(args: argparse.Namespace) -> int:
     images, source = read_images(args.images)
     check_writable(out.parent)
     print(f"judging {source}")
-    if args.dataset == "arrow":
-        from gnm.eval.arrow_judge import load_arrow_net
-
-        weights = {"net": load_arrow_net(args.weights)}
-    else:
-        weights = {"classifier": _classifier(args.weights)}
+    weights = judge_weights(args.dataset, args.weights)
     result = judge(images, args.dataset, progress=not args.quiet, min_images=1, **weights)
     if result["n"] < MIN_IMAGES:
         lo, hi = result["ci95"]
@@ -303,12 +298,6 @@ def _cmd_judge(args: argparse.Namespace) -> int:
     print(f"S-Acc {result['sacc']:.3f} (95% CI {lo:.3f}-{hi:.3f}, n={result['n']}; strict "
           f"{result['sacc_strict']:.3f}) [{reasons}]; verdicts in {out}")
     return 0
-
-
-def _classifier(path: str | None):
-    from gnm.eval.digits import load_classifier
-
-    return load_classifier(path)
 
 
 @command

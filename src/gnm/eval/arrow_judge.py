@@ -264,4 +264,4 @@ def judge_arrow(images: Any, dataset: str = "arrow", progress: bool = False,
             "verdicts": [asdict(v) for v in verdicts]}
 
 
-register_judge("arrow", judge_arrow)
+register_judge("arrow", judge_arrow, lambda path: {"net": load_arrow_net(path)})

@@ -283,5 +283,9 @@ def object_features(images: Any, classifier: DigitNet | None = None) -> torch.Te
     return classifier.features(torch.from_numpy(np.stack(crops)).unsqueeze(1))
 
 
+def _weights(path: str | None) -> dict[str, Any]:
+    return {"classifier": load_classifier(path)}
+
+
 for _dataset in DATASETS:
-    register_judge(_dataset, judge_images)
+    register_judge(_dataset, judge_images, _weights)
