@@ -275,7 +275,7 @@ def test_judge_cli(tmp_path, fake_mnist, monkeypatch, capsys):
     gen = SceneGenerator("mnist4", "test", 64, seed=0, mnist=fake_mnist)
     images = gen.batch(range(25))[0][..., None]
     np.savez(tmp_path / "s.npz", images=images)
-    monkeypatch.setattr(cli, "_classifier", lambda path: IntensityClassifier())
+    monkeypatch.setattr("gnm.eval.judge.load_classifier", lambda path=None: IntensityClassifier())
     assert cli.main(["judge", "--dataset", "mnist4", "--images", str(tmp_path / "s.npz"),
                      "--quiet"]) == 0
     assert "S-Acc 1.000" in capsys.readouterr().out
