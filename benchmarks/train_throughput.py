@@ -1,19 +1,21 @@
-"""Throughput of GNM training, prior sampling and inference (JSON + Markdown table).
+"""Throughput of training, prior sampling and inference of any preset (JSON + Markdown table).
 
-At the paper's MNIST-4 configuration (preset ``mnist4``: 128 px, ~2.9M parameters), batch 32,
-``--threads`` threads (default 2), fp32 and bf16 autocast. Each figure is the median over
-``--steps`` timed repetitions after ``--warmup`` untimed ones. The reference implementation
-runs about 30 training images/s (1.03-1.12 s per step) and about 95 prior-sampled images/s on
-this machine kind; the goal is >= 3x both. ``--profile`` adds the top operators of one train
-step (CPU) in each measured dtype; ``--flops`` adds the floating-point operations of one train
-step (forward + backward, convolutions and matrix products, counted by
-``torch.utils.flop_counter``) per top-level module, and the GFLOP/s each timed step achieved.
-``--device cuda`` measures a GPU instead (timings synchronise the device). Like the ``gnm``
-command, the script first makes glibc keep freed memory (``gnm.perf.reuse_freed_memory``);
-``--malloc default`` measures glibc's default behaviour instead.
+By default the paper's MNIST-4 GNM (preset ``mnist4``: 128 px, ~2.9M parameters), batch 32,
+``--threads`` threads (default 2), fp32 and bf16 autocast. ``--preset`` takes one preset, a
+comma-separated list, or ``cpu`` for every ``-cpu`` preset of the registry (GNM and each
+baseline at 64 px): one table row per preset and dtype. Each figure is the median over
+``--steps`` timed repetitions after ``--warmup`` untimed ones, on a freshly initialised model and
+uniform random images. Ratios against the reference implementation come from the side-by-side
+run of ``benchmarks/vs_reference.py``, not from here. ``--profile`` adds the top operators of
+one train step (CPU) in each measured dtype; ``--flops`` adds the floating-point operations of
+one train step (forward + backward, convolutions and matrix products, counted by
+``torch.utils.flop_counter``) per top-level module, and the GFLOP/s each timed step achieved
+(both for a single preset). ``--device cuda`` measures a GPU instead (timings synchronise the
+device). Like the ``gnm`` command, the script first makes glibc keep freed memory
+(``gnm.perf.reuse_freed_memory``); ``--malloc default`` measures glibc's default instead.
 
-    python benchmarks/train_throughput.py [--preset mnist4] [--steps 20] [--dtypes fp32] [--profile]
-                                          [--flops] [--device cpu|cuda] [--batch 32]
+    python benchmarks/train_throughput.py [--preset mnist4|cpu|P1,P2] [--steps 20] [--dtypes fp32]
+                                          [--profile] [--flops] [--device cpu|cuda] [--batch 32]
 """
 
 from __future__ import annotations
@@ -22,16 +24,17 @@ import argparse
 import json
 import platform
 import statistics
+import sys
 import time
 
 import torch
+from tqdm import tqdm
 
+from gnm.errors import GNMError
 from gnm.io import atomic_write_json
 from gnm.models.base import supports
 from gnm.models.registry import build_model
 from gnm.perf import reuse_freed_memory
-
-REFERENCE = {"train_images_per_s": 30.0, "sample_images_per_s": 95.0}
 
 
 def _timed(fn, steps: int, warmup: int, device: torch.device) -> list[float]:
@@ -160,9 +163,34 @@ def flops(preset: str, batch: int) -> dict[str, float]:
     return out
 
 
-def main() -> None:
+def presets_from(arg: str) -> list[str]:
+    """The presets ``--preset`` names: ``cpu`` -> every ``-cpu`` preset in registry order, else
+    the comma-separated names (each checked: an unknown one raises GNMError)."""
+    from gnm.presets import PRESETS, get_preset
+
+    names = ([n for n in PRESETS if n.endswith("-cpu")] if arg.strip() == "cpu"
+             else [n.strip() for n in arg.split(",") if n.strip()])
+    for name in names:
+        get_preset(name)
+    return names
+
+
+def markdown(rows: list[dict]) -> str:
+    """The table of :func:`bench` rows."""
+    lines = ["| preset | dtype | params | train s/step | train img/s | sample img/s | "
+             "infer img/s (op) |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['preset']} | {r['dtype']} | {r['params'] / 1e6:.2f}M | "
+                     f"{r['train_s_per_step']:.3f} | {r['train_images_per_s']:.1f} | "
+                     f"{_f(r['sample_images_per_s'], 0)} | {r['infer_images_per_s']:.0f} "
+                     f"({r['infer']}) |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--preset", default="mnist4")
+    p.add_argument("--preset", default="mnist4",
+                   help="a preset, a comma-separated list, or cpu (every -cpu preset)")
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--warmup", type=int, default=3)
@@ -174,47 +202,44 @@ def main() -> None:
     p.add_argument("--malloc", default="reuse", choices=["reuse", "default"],
                    help="reuse: keep freed memory (gnm.perf.reuse_freed_memory); default: glibc's")
     p.add_argument("--json", default=None)
-    args = p.parse_args()
+    args = p.parse_args(argv)
     if args.device not in ("cpu", "cuda"):
         p.error(f"--device {args.device!r}: give cpu or cuda.")
     if args.device == "cuda" and not torch.cuda.is_available():
         p.error("--device cuda: torch sees no CUDA device here; use --device cpu.")
     if args.profile and args.device != "cpu":
         p.error("--profile profiles the CPU step; leave --device at cpu.")
+    try:
+        presets = presets_from(args.preset)
+    except GNMError as err:
+        p.error(f"--preset {args.preset!r}: {err}")
+    if not presets:
+        p.error("--preset names no preset.")
+    if (args.profile or args.flops) and len(presets) > 1:
+        p.error("--profile and --flops take a single --preset.")
     device = torch.device(args.device)
     torch.set_num_threads(args.threads)
     malloc = "reuse" if args.malloc == "reuse" and reuse_freed_memory() else "default"
     dtypes = [d.strip() for d in args.dtypes.split(",") if d.strip()]
     if not dtypes or set(dtypes) - {"fp32", "bf16"}:
         p.error(f"--dtypes {args.dtypes!r}: give fp32, bf16 or both, comma-separated.")
-    rows = [bench(args.preset, args.batch, args.steps, args.warmup, d == "bf16", device)
+    rows = [bench(preset, args.batch, args.steps, args.warmup, d == "bf16", device)
+            for preset in tqdm(presets, desc="presets", disable=len(presets) == 1)
             for d in dtypes]
-    for r in rows:
-        r["train_speedup_vs_reference"] = r["train_images_per_s"] / REFERENCE["train_images_per_s"]
-        r["sample_speedup_vs_reference"] = (
-            None if r["sample_images_per_s"] is None
-            else r["sample_images_per_s"] / REFERENCE["sample_images_per_s"])
     result = {"benchmark": "train_throughput", "threads": args.threads, "steps": args.steps,
               "machine": (torch.cuda.get_device_name(device) if device.type == "cuda"
                           else platform.processor() or platform.machine()),
               "cpu_features": cpu_features(),
-              "torch": torch.__version__, "malloc": malloc, "reference": REFERENCE,
-              "results": rows}
+              "torch": torch.__version__, "malloc": malloc, "results": rows}
     if args.profile:
-        result["profile_train_step"] = {d: profile(args.preset, args.batch, d == "bf16")
+        result["profile_train_step"] = {d: profile(presets[0], args.batch, d == "bf16")
                                         for d in dtypes}
     if args.flops:
-        result["train_step_gflop"] = flops(args.preset, args.batch)
+        result["train_step_gflop"] = flops(presets[0], args.batch)
         for r in rows:
             r["train_gflop_per_s"] = result["train_step_gflop"]["total"] / r["train_s_per_step"]
     print(json.dumps(result, indent=1))
-    print("\n| preset | dtype | params | train s/step | train img/s | x ref | sample img/s | x ref "
-          "| infer img/s |\n|---|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['preset']} | {r['dtype']} | {r['params'] / 1e6:.2f}M | "
-              f"{r['train_s_per_step']:.3f} | {r['train_images_per_s']:.1f} | "
-              f"{r['train_speedup_vs_reference']:.1f} | {_f(r['sample_images_per_s'], 0)} | "
-              f"{_f(r['sample_speedup_vs_reference'], 1)} | {r['infer_images_per_s']:.0f} |")
+    print("\n" + markdown(rows))
     if args.profile:
         for d, ops in result["profile_train_step"].items():
             print(f"\n| op ({d} train step) | self ms | share |\n|---|---|---|")
@@ -229,7 +254,8 @@ def main() -> None:
                                 for r in rows))
     if args.json:
         atomic_write_json(args.json, result)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -45,3 +45,22 @@ def test_cpu_features_reads_cpuinfo(monkeypatch, tmp_path):
                         lambda path, *a, **k: real_open(fake if path == "/proc/cpuinfo" else path,
                                                         *a, **k))
     assert script.cpu_features() == ["avx2", "avx512f", "avx512_bf16"]
+
+
+def test_one_table_for_several_presets(capsys):
+    script = load_benchmark("train_throughput")
+    assert script.presets_from("vae-cpu, space-cpu") == ["vae-cpu", "space-cpu"]
+    every_cpu = script.presets_from("cpu")
+    assert {"mnist4-cpu", "vae-cpu", "convdraw-cpu", "space-cpu", "genesis-cpu"} <= \
+        set(every_cpu) and all(n.endswith("-cpu") for n in every_cpu)
+    assert script.main(["--preset", "vae-cpu,space-cpu", "--steps", "1", "--warmup", "0",
+                        "--batch", "2", "--threads", "1", "--dtypes", "fp32"]) == 0
+    table = capsys.readouterr().out.split("| preset |", 1)[1].splitlines()
+    vae, space = ([c.strip() for c in line.strip("|").split("|")] for line in table[2:4])
+    assert vae[0] == "vae-cpu" and float(vae[4]) > 0 and float(vae[5]) > 0  # samples
+    assert space[0] == "space-cpu" and space[5] == "—" and "(decompose)" in space[6]
+    assert "(reconstruct)" in vae[6]
+    with pytest.raises(SystemExit):  # unknown preset, and --flops with several
+        script.main(["--preset", "vae-cpu,nope"])
+    with pytest.raises(SystemExit):
+        script.main(["--preset", "cpu", "--flops"])
