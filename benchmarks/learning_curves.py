@@ -8,7 +8,9 @@ vs minutes, ELBO vs minutes; one line per run, labelled by the run directory's n
     python benchmarks/learning_curves.py runs/a "GNM-Gaussian=runs/b" --out docs/img/curves.png
 
 ``--keys kl_global,kl_where --x step`` draws other logged terms (see ``gnm.viz.curves.PANELS``)
-against the training step instead.
+against the training step instead. ``--at 30,60,120`` adds time to quality: each run's last
+S-Acc judged by 30, 60 and 120 minutes of wall time (``gnm.viz.curves.sacc_at``; set
+``train.judge_n=500`` in the run for intervals that mean something).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from pathlib import Path
 
 from gnm.errors import GNMError
 from gnm.train.logger import read_metrics
-from gnm.viz.curves import PANELS, X_AXES, final_values, learning_curves
+from gnm.viz.curves import PANELS, X_AXES, final_values, learning_curves, sacc_at
 
 
 def _fmt(value: object, spec: str) -> str:
@@ -41,6 +43,17 @@ def markdown(finals: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def markdown_at(at: dict[str, list], minutes: list[float]) -> str:
+    """The time-to-quality table: one row per run, one column per time."""
+    head = " | ".join(f"S-Acc by {m:g} min" for m in minutes)
+    lines = [f"| run | {head} |", "|---|" + "---|" * len(minutes)]
+    for name, cells in at.items():
+        shown = ["not reached" if c is None else
+                 f"{c['sacc']:.3f} (step {c['step']:,}, n {c['judge_n']})" for c in cells]
+        lines.append(f"| {name} | {' | '.join(shown)} |")
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse arguments, draw the curves, print the final values; returns the exit status."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -50,7 +63,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--keys", default="sacc,elbo",
                    help="comma-separated panels, from: " + ", ".join(PANELS))
     p.add_argument("--x", default="minutes", choices=list(X_AXES), help="x axis")
+    p.add_argument("--at", default=None, help="comma-separated minutes for time to quality "
+                   "(e.g. 30,60,120)")
     args = p.parse_args(argv)
+    try:
+        minutes = [float(m) for m in (args.at or "").split(",") if m.strip()]
+    except ValueError:
+        p.error(f"--at {args.at!r}: give minutes separated by commas, e.g. 30,60,120.")
     try:
         runs = {}
         for arg in args.runs:
@@ -67,8 +86,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     finals = {name: final_values(records) for name, records in runs.items()}
-    print(json.dumps({"out": str(args.out), "final": finals}, indent=1))
+    at = {name: sacc_at(records, minutes) for name, records in runs.items()} if minutes else {}
+    print(json.dumps({"out": str(args.out), "final": finals,
+                      **({"sacc_at": {"minutes": minutes, "runs": at}} if minutes else {})},
+                     indent=1))
     print(markdown(finals))
+    if minutes:
+        print("\n" + markdown_at(at, minutes))
     return 0
 
 

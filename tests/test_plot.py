@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from gnm.errors import GNMError
-from gnm.viz.curves import curve, final_values, learning_curves
+from gnm.viz.curves import curve, final_values, learning_curves, sacc_at
 from gnm.viz.plot import (
     PALETTE,
     chart_frame,
@@ -139,3 +139,29 @@ def test_learning_curves_script(tmp_path, capsys):
     assert Image.open(out).size[0] > 3 * Image.open(out).size[1]  # four panels side by side
     assert script.main([str(tmp_path / "run-a"), "--keys", "loss", "--out", str(out)]) == 2
     assert "no learning-curve panel for loss" in capsys.readouterr().err
+
+
+def test_sacc_at_takes_the_last_judgement_by_each_time():
+    # judged at 1.1 and 2.0 minutes; the run reached 2.0 minutes
+    got = sacc_at(RECORDS, [1.0, 1.5, 2.0, 3.0])
+    assert got[0] is None  # reached, but nothing judged by then
+    assert got[1] == {"minutes": 1.1, "step": 100, "sacc": 0.25, "sacc_ci95": [0.1, 0.4],
+                      "judge_n": 20}
+    assert got[2]["step"] == 150 and got[2]["sacc"] == 0.5
+    assert got[3] is None  # the run stopped before 3 minutes
+    assert sacc_at([], [1.0]) == [None]
+
+
+def test_learning_curves_time_to_quality(tmp_path, capsys):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in RECORDS))
+    script = load_benchmark("learning_curves")
+    assert script.main([str(tmp_path / "run"), "--at", "1.5,3", "--out",
+                        str(tmp_path / "lc.png")]) == 0
+    text = capsys.readouterr().out
+    report = json.loads(text[:text.index("\n| run")])
+    assert report["sacc_at"]["minutes"] == [1.5, 3.0]
+    assert report["sacc_at"]["runs"]["run"][0]["sacc"] == 0.25
+    assert "| run | 0.250 (step 100, n 20) | not reached |" in text
+    with pytest.raises(SystemExit):
+        script.main([str(tmp_path / "run"), "--at", "half an hour"])
