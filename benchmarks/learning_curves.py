@@ -48,8 +48,10 @@ def markdown_at(at: dict[str, list], minutes: list[float]) -> str:
     head = " | ".join(f"S-Acc by {m:g} min" for m in minutes)
     lines = [f"| run | {head} |", "|---|" + "---|" * len(minutes)]
     for name, cells in at.items():
-        shown = ["not reached" if c is None else
-                 f"{c['sacc']:.3f} (step {c['step']:,}, n {c['judge_n']})" for c in cells]
+        shown = ["not judged yet" if c is None else
+                 f"{c['sacc']:.3f} (step {c['step']:,}, n {c['judge_n']}"
+                 + (f"; the run's last, at {c['minutes']:.0f} min)" if c["ended"] else ")")
+                 for c in cells]
         lines.append(f"| {name} | {' | '.join(shown)} |")
     return "\n".join(lines)
 

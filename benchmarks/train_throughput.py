@@ -166,9 +166,9 @@ def flops(preset: str, batch: int) -> dict[str, float]:
 def presets_from(arg: str) -> list[str]:
     """The presets ``--preset`` names: ``cpu`` -> every ``-cpu`` preset in registry order, else
     the comma-separated names (each checked: an unknown one raises GNMError)."""
-    from gnm.presets import PRESETS, get_preset
+    from gnm.presets import get_preset, preset_names
 
-    names = ([n for n in PRESETS if n.endswith("-cpu")] if arg.strip() == "cpu"
+    names = ([n for n in preset_names() if n.endswith("-cpu")] if arg.strip() == "cpu"
              else [n.strip() for n in arg.split(",") if n.strip()])
     for name in names:
         get_preset(name)

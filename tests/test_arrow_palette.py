@@ -7,7 +7,7 @@ import pytest
 
 from gnm import cli
 from gnm.config import Config, DataConfig, check_config, set_override
-from gnm.data.arrow_room import COLOURS, ArrowRoomGenerator, choose_palette
+from gnm.data.arrow_room import COLOURS, ArrowRoomGenerator, choose_palette, sample_layout
 from gnm.data.raycast import SHAPES
 from gnm.data.registry import build_dataset
 from gnm.errors import GNMError
@@ -46,6 +46,14 @@ def test_scenes_draw_only_the_named_colours_and_shapes_and_keep_the_rule():
         assert a["rule_holds"] and others.count(others[a["target"] - 1]) == 1
 
 
+def test_the_default_palette_draws_what_the_generator_drew_before_the_palette_existed():
+    # scene 0 of train, seed 0, attempt 0: the layout the generator made before data.colours
+    # and data.shapes existed (checked against that commit's sample_layout on 300 streams)
+    lay = sample_layout(np.random.default_rng([0, 7, 0, 0, 0]))
+    assert lay.shape.tolist() == [[3, 1, 2, 2]] and lay.colour.tolist() == [[0, 4, 6, 5]]
+    assert lay.target.tolist() == [1] and lay.material.tolist() == [1]
+
+
 def test_naming_every_colour_and_shape_is_the_default_palette():
     full = ArrowRoomGenerator("val", 48, colours=list(COLOURS),
                               shapes=["sphere", "cube", "cylinder"]).batch(range(3))[0]
@@ -64,7 +72,7 @@ def test_config_fields_parse_and_are_refused_by_mnist_datasets():
     with pytest.raises(GNMError, match="must be a list of names"):
         set_override(cfg, "data.colours=3")
     mnist = DataConfig(dataset="mnist4", size=32, colours=("red",))
-    with pytest.raises(GNMError, match=r"\(--colours\) applies only to dataset arrow, not to"):
+    with pytest.raises(GNMError, match=r"^data.colours applies only to dataset arrow, not to "):
         build_dataset(mnist, "val")
 
 
@@ -83,7 +91,13 @@ def test_export_records_the_palette_and_refuses_mixing(tmp_path, capsys):
         capsys.readouterr().err
     assert cli.main(["data", "make", "mnist4", "--n", "2", "--size", "48", "--quiet", "--out",
                      str(tmp_path / "m"), "--shapes", "cube,sphere"]) == 2
-    assert "data.shapes (--shapes) applies only to dataset arrow" in capsys.readouterr().err
+    assert "data.shapes applies only to dataset arrow" in capsys.readouterr().err
+    # a refused name leaves nothing behind, so the corrected command runs
+    fresh = tmp_path / "fresh"
+    assert cli.main([*base[:-1], str(fresh), "--colours", "pink"]) == 2
+    assert "unknown colour 'pink'" in capsys.readouterr().err
+    assert not (fresh / "manifest.json").exists()
+    assert cli.main([*base[:-1], str(fresh), "--colours", "red"]) == 0
     # training on the export needs the same palette in the data section
     data = DataConfig(dataset="arrow", size=48, channels=3, path=str(out))
     with pytest.raises(GNMError, match=r"have colours \['red', 'blue'\], but the run needs \[\]"):

@@ -146,10 +146,12 @@ def test_sacc_at_takes_the_last_judgement_by_each_time():
     got = sacc_at(RECORDS, [1.0, 1.5, 2.0, 3.0])
     assert got[0] is None  # reached, but nothing judged by then
     assert got[1] == {"minutes": 1.1, "step": 100, "sacc": 0.25, "sacc_ci95": [0.1, 0.4],
-                      "judge_n": 20}
+                      "judge_n": 20, "ended": False}
     assert got[2]["step"] == 150 and got[2]["sacc"] == 0.5
-    assert got[3] is None  # the run stopped before 3 minutes
+    assert got[3]["sacc"] == 0.5 and got[3]["ended"]  # the run stopped at 2 minutes: its last
     assert sacc_at([], [1.0]) == [None]
+    tie = [{"step": 10, "elapsed": 60.0, "sacc": 0.1}, {"step": 20, "elapsed": 60.0, "sacc": 0.2}]
+    assert sacc_at(tie, [1.0])[0]["sacc"] == 0.2  # equal times keep the records' order
 
 
 def test_learning_curves_time_to_quality(tmp_path, capsys):
@@ -162,6 +164,7 @@ def test_learning_curves_time_to_quality(tmp_path, capsys):
     report = json.loads(text[:text.index("\n| run")])
     assert report["sacc_at"]["minutes"] == [1.5, 3.0]
     assert report["sacc_at"]["runs"]["run"][0]["sacc"] == 0.25
-    assert "| run | 0.250 (step 100, n 20) | not reached |" in text
+    assert "| run | 0.250 (step 100, n 20) | 0.500 (step 150, n 20; the run's last, at 2 min) |" \
+        in text
     with pytest.raises(SystemExit):
         script.main([str(tmp_path / "run"), "--at", "half an hour"])

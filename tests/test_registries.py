@@ -124,6 +124,8 @@ def test_each_judge_loads_its_own_weights(monkeypatch, tmp_path, capsys):
     assert cli.main([*argv, "--weights", str(tmp_path / "w.txt")]) == 0 and seen == [0.25]
     register_judge("plain", scaled)  # no weights of its own
     assert judges.judge_weights("plain", None) == {}
+    register_judge("toy", scaled)  # replaced without a loader: the old one goes too
+    assert judges.judge_weights("toy", None) == {}
     capsys.readouterr()
     assert cli.main([*argv[:2], "plain", *argv[3:], "--weights", "w.bin"]) == 2
     assert "the plain judge has no weights, so --weights w.bin cannot be used" in \

@@ -60,7 +60,9 @@ def test_one_table_for_several_presets(capsys):
     assert vae[0] == "vae-cpu" and float(vae[4]) > 0 and float(vae[5]) > 0  # samples
     assert space[0] == "space-cpu" and space[5] == "—" and "(decompose)" in space[6]
     assert "(reconstruct)" in vae[6]
-    with pytest.raises(SystemExit):  # unknown preset, and --flops with several
+    with pytest.raises(SystemExit):
         script.main(["--preset", "vae-cpu,nope"])
+    assert "unknown preset 'nope'" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         script.main(["--preset", "cpu", "--flops"])
+    assert "--profile and --flops take a single --preset" in capsys.readouterr().err

@@ -9,6 +9,7 @@ a scene may draw. Everything here is numpy and a pure function of the random str
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -54,29 +55,30 @@ def sample_camera(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     return look + DISTANCE * np.array([0.0, -math.cos(el), math.sin(el)]), look
 
 
-def choose_palette(colours=(), shapes=()) -> tuple[tuple[int, ...], tuple[int, ...]]:
+def choose_palette(colours: Sequence[str] = (), shapes: Sequence[str] = ()
+                   ) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """The indices into :data:`COLOURS` and :data:`SHAPES` that scenes draw from, given
     ``colours`` and ``shapes`` as names (empty: all 8 colours; all three non-arrow shapes,
     sphere, cube and cylinder; the arrow is always drawn). Unknown or repeated names, or fewer
     than two shapes (the rule needs a shape two objects share and another), raise GNMError."""
     others = [s for s in SHAPES if s != SHAPES[ARROW]]
 
-    def pick(names, known: list[str], key: str, what: str) -> tuple[int, ...]:
+    def pick(names: Sequence[str], known: list[str], key: str, what: str) -> tuple[int, ...]:
         names = list(names)
         for name in names:
             if name not in known:
-                raise GNMError(f"unknown {what} {name!r} in data.{key} (--{key}); the Arrow "
+                raise GNMError(f"unknown {what} {name!r} in data.{key}; the Arrow "
                                f"Room's {what}s{' besides the arrow' * (key == 'shapes')} are "
                                f"{', '.join(known)}.")
             if names.count(name) > 1:
-                raise GNMError(f"data.{key} (--{key}) lists {name!r} twice; give each {what} "
+                raise GNMError(f"data.{key} lists {name!r} twice; give each {what} "
                                "once.")
         return tuple(known.index(n) for n in names) if names else tuple(range(len(known)))
 
     colour_ids = pick(colours, list(COLOURS), "colours", "colour")
     shape_ids = tuple(SHAPES.index(others[i]) for i in pick(shapes, others, "shapes", "shape"))
     if len(shape_ids) < 2:
-        raise GNMError(f"data.shapes (--shapes) {list(shapes)} has one shape; the rule needs "
+        raise GNMError(f"data.shapes {list(shapes)} has one shape; the rule needs "
                        "two (one that two objects share, another for the arrow's target): "
                        f"name two or three of {', '.join(others)}.")
     return colour_ids, shape_ids

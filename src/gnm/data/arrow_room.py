@@ -27,6 +27,7 @@ environment (floor grey below the horizon, a sky gradient above).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -178,7 +179,7 @@ class ArrowRoomGenerator:
 
     def __init__(self, split: str = "train", size: int = 128, seed: int = 0,
                  supersample: int | None = None, shadow_samples: int = 4,
-                 colours=(), shapes=()) -> None:
+                 colours: Sequence[str] = (), shapes: Sequence[str] = ()) -> None:
         from gnm.data.scenes import check_size, check_split
 
         self.split = check_split(split)
@@ -334,7 +335,8 @@ class ArrowRoomDataset(torch.utils.data.Dataset):
     item is slow; :meth:`batch_items` renders many at once."""
 
     def __init__(self, split: str = "train", size: int = 128, seed: int = 0,
-                 length: int = 1_000_000, colours=(), shapes=()) -> None:
+                 length: int = 1_000_000, colours: Sequence[str] = (),
+                 shapes: Sequence[str] = ()) -> None:
         self.generator = ArrowRoomGenerator(split, size, seed, colours=colours, shapes=shapes)
         self.length = int(length)
 

@@ -71,9 +71,9 @@ def check_options(name: str, values: dict[str, Any]) -> None:
     spec = dataset_spec(name)
     for key, value in values.items():
         if value and key not in spec.options:
-            readers = [n for n in BUILTIN if key in dataset_spec(n).options]
-            raise GNMError(f"data.{key} (--{key}) applies only to dataset "
-                           f"{', '.join(readers)}, not to {name}; leave it out.")
+            readers = [n for n in dataset_names() if key in dataset_spec(n).options]
+            raise GNMError(f"data.{key} applies only to dataset {', '.join(readers) or 'none'}"
+                           f", not to {name}; leave it out.")
 
 
 def dataset_names() -> list[str]:
@@ -110,8 +110,9 @@ def _stored(data: Any) -> torch.utils.data.Dataset:
     wants = [("dataset", data.dataset), ("size", data.size), ("split", "train")]
     wants += [(key, list(getattr(data, key, ()))) for key in OPTIONS]
     for key, want in wants:
-        if found.get(key, [] if key in OPTIONS else None) != want:
+        have = found.get(key, [] if key in OPTIONS else None)
+        if have != want:
             raise GNMError(f"the scenes in data.path={data.path} have {key} "
-                           f"{found.get(key)!r}, but the run needs {want!r}; export matching "
+                           f"{have!r}, but the run needs {want!r}; export matching "
                            "scenes with `gnm data make` or change the data section.")
     return shards

@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -175,7 +176,8 @@ def export_scenes(dataset: str, split: str, n: int, out: str | Path, **kwargs: A
 def make_scenes(dataset: str, split: str, n: int, out: str | Path, *, size: int = 128,
                 seed: int = 0, fmt: str = "npz", shard_size: int = 1000,
                 data_dir: str | None = None, mnist: Any = None,
-                progress: bool = True, colours=(), shapes=()) -> ExportReport:
+                progress: bool = True, colours: Sequence[str] = (),
+                shapes: Sequence[str] = ()) -> ExportReport:
     """Generate scenes ``0..n-1`` of a dataset/split and write them to ``out``; resumable.
 
     A rerun verifies what is there (every shard's, and every PNG's, sha256 against the
@@ -236,13 +238,15 @@ def make_scenes(dataset: str, split: str, n: int, out: str | Path, *, size: int 
             rebuilt += finish
         manifest["shards"], manifest["complete"] = kept, False
     check_writable(out)
-    atomic_write_json(out / MANIFEST, manifest)  # a crash from here on leaves it incomplete
+    # Build the generator first: its checks (size, palette names) must fail before a manifest
+    # exists, or the corrected rerun would be refused as "a different export".
     if dataset == "arrow":
         from gnm.data.arrow_room import ArrowRoomGenerator
 
         gen: Any = ArrowRoomGenerator(split, size, seed, colours=colours, shapes=shapes)
     else:
         gen = SceneGenerator(dataset, split, size, seed, mnist=mnist, data_dir=data_dir)
+    atomic_write_json(out / MANIFEST, manifest)  # a crash from here on leaves it incomplete
     done = {s["start"] for s in manifest["shards"]}
     starts = range(0, n, shard_size)
     bar = tqdm(total=n, desc=f"{dataset}/{split}", unit="scene", disable=not progress)

@@ -33,6 +33,8 @@ def register_judge(dataset: str, judge: Callable[..., dict[str, Any]],
     _JUDGES[dataset] = judge
     if weights is not None:
         _WEIGHTS[dataset] = weights
+    else:
+        _WEIGHTS.pop(dataset, None)  # a replaced judge does not keep its predecessor's loader
 
 
 def judge_weights(dataset: str, path: str | None) -> dict[str, Any]:

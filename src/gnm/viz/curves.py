@@ -70,22 +70,22 @@ def final_values(records: Records) -> dict[str, Any]:
 
 def sacc_at(records: Records, minutes: Sequence[float]) -> list[dict[str, Any] | None]:
     """Time to quality: for each wall-clock time in ``minutes``, the last S-Acc judged at or
-    before it, ``{"minutes", "step", "sacc", "sacc_ci95", "judge_n"}`` (``minutes`` the time
-    it was judged at), or None where the run had not got that far (its last record is earlier)
-    or had judged nothing by then."""
-    judged = sorted((float(r["elapsed"]) / 60.0, r) for r in records
-                    if "sacc" in r and "elapsed" in r)
+    before it, ``{"minutes", "step", "sacc", "sacc_ci95", "judge_n", "ended"}`` (``minutes``
+    the time it was judged at; ``ended`` True where the run's records stop before that time, so
+    the value is the run's last), or None where nothing had been judged by then."""
+    judged = sorted(((float(r["elapsed"]) / 60.0, r) for r in records
+                     if "sacc" in r and "elapsed" in r), key=lambda tr: tr[0])
     reached = max((float(r["elapsed"]) / 60.0 for r in records if "elapsed" in r), default=0.0)
     out: list[dict[str, Any] | None] = []
     for m in minutes:
         before = [(t, r) for t, r in judged if t <= m]
-        if reached < m or not before:
+        if not before:
             out.append(None)
             continue
         t, r = before[-1]
         ci = [float(r["sacc_lo"]), float(r["sacc_hi"])] if "sacc_lo" in r else None
         out.append({"minutes": t, "step": int(r["step"]), "sacc": float(r["sacc"]),
-                    "sacc_ci95": ci, "judge_n": r.get("judge_n")})
+                    "sacc_ci95": ci, "judge_n": r.get("judge_n"), "ended": reached < m})
     return out
 
 
