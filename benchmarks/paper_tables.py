@@ -23,13 +23,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 from typing import Any
 
 from gnm.errors import GNMError
-from gnm.eval.stats import Z95
+from gnm.eval.stats import newcombe_difference
 from gnm.io import atomic_write_bytes
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -155,12 +154,11 @@ def table4(rows: list[dict[str, Any]]) -> str:
 
 
 def compare(a: dict[str, Any], b: dict[str, Any]) -> tuple[float, float, float]:
-    """Difference of two measured S-Accs ``a - b`` with its 95% normal interval (independent
+    """Difference of two measured S-Accs ``a - b`` with its 95% interval (Newcombe's hybrid
+    score interval of two independent proportions, :func:`gnm.eval.stats.newcombe_difference`;
     samples of sizes ``a["n"]``, ``b["n"]``): ``(d, lo, hi)``."""
-    pa, pb = a["sacc"], b["sacc"]
-    se = math.sqrt(pa * (1 - pa) / a["n"] + pb * (1 - pb) / b["n"])
-    d = pa - pb
-    return d, d - Z95 * se, d + Z95 * se
+    return newcombe_difference(round(a["sacc"] * a["n"]), a["n"], round(b["sacc"] * b["n"]),
+                               b["n"])
 
 
 def ordering(rows: list[dict[str, Any]], dataset: str) -> list[str]:

@@ -56,12 +56,14 @@ def test_a_wrong_index_is_one_sentence(tmp_path, monkeypatch):
     assert pt.main(["--index", str(tmp_path / "none.json")]) == 2
 
 
-def test_compare_is_the_two_proportion_interval_by_hand():
-    # 0.5 and 0.2 of 100 each: se = sqrt(.25/100 + .16/100) = sqrt(.0041) = 0.0640312
-    d, lo, hi = pt.compare({"sacc": 0.5, "n": 100}, {"sacc": 0.2, "n": 100})
-    assert d == pytest.approx(0.3)
-    assert lo == pytest.approx(0.3 - 1.959964 * 0.0640312, abs=1e-6)
-    assert hi == pytest.approx(0.3 + 1.959964 * 0.0640312, abs=1e-6)
+def test_compare_is_newcombes_interval_of_the_two_proportions():
+    # Newcombe (1998), Table II, example (a): 56/70 vs 48/80 -> 0.2000, method 10: 0.0524 to 0.3339
+    d, lo, hi = pt.compare({"sacc": 0.8, "n": 70}, {"sacc": 0.6, "n": 80})
+    assert d == pytest.approx(0.2) and lo == pytest.approx(0.0524, abs=5e-5)
+    assert hi == pytest.approx(0.3339, abs=5e-5)
+    # both zero of 1,000: not a point, but about +-0.0038 (the Wilson upper end of 0/1000)
+    d, lo, hi = pt.compare({"sacc": 0.0, "n": 1000}, {"sacc": 0.0, "n": 1000})
+    assert d == 0 and hi == pytest.approx(0.003827, abs=1e-6) and lo == pytest.approx(-hi)
 
 
 def test_ordering_follows_the_paper_and_says_what_is_missing(tmp_path, monkeypatch):

@@ -55,3 +55,16 @@ def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, floa
     lo = 0.0 if successes == 0 else max(0.0, centre - half)    # exact ends, no round-off
     hi = 1.0 if successes == n else min(1.0, centre + half)
     return lo, hi
+
+
+def newcombe_difference(successes_a: int, n_a: int, successes_b: int, n_b: int,
+                        z: float = Z95) -> tuple[float, float, float]:
+    """Difference of two independent proportions ``p_a − p_b`` with Newcombe's hybrid score
+    interval (his method 10, built from the two Wilson intervals; 95% by default):
+    ``(d, lo, hi)`` with ``lo = d − sqrt((p_a − l_a)² + (u_b − p_b)²)`` and
+    ``hi = d + sqrt((u_a − p_a)² + (p_b − l_b)²)``. Unlike the normal interval it does not
+    shrink to a point when both proportions are 0 (or 1)."""
+    pa, pb = successes_a / n_a, successes_b / n_b
+    (la, ua), (lb, ub) = wilson_interval(successes_a, n_a, z), wilson_interval(successes_b, n_b, z)
+    d = pa - pb
+    return d, d - math.hypot(pa - la, ub - pb), d + math.hypot(ua - pa, pb - lb)
