@@ -49,7 +49,8 @@ def run(model_path: str, n: int, temperatures: list[float], n_copies: int, seed:
     data_layout = layout_entropy(judge(real_u8, cfg.data.dataset, progress=False)["verdicts"])
     real_copy = float((nearest_rmse(real, fitted) <= tau).float().mean())
     samplers = [("prior", None, temperatures),
-                (f"gmm (gnm fit-prior: K={gmm.info['k']})", gmm, temperatures)]
+                (f"gmm (gnm fit-prior: K={gmm.info['k']}, {_rule(gmm.info)})", gmm,
+                 temperatures)]
     if gmm_ks:
         z = encode_training_latents(model, cfg, n_fit, progress=False).numpy()
         for k in gmm_ks:
@@ -76,9 +77,15 @@ def run(model_path: str, n: int, temperatures: list[float], n_copies: int, seed:
                          "seconds": time.time() - t0})
     return {"benchmark": "prior_samplers", "model": model_path, "dataset": cfg.data.dataset,
             "n": n, "seed": seed, "judge_version": res["judge_version"],
-            "gmm": {k: gmm.info.get(k) for k in ("k", "held_out_ll", "n_scenes")},
+            "gmm": {k: gmm.info.get(k) for k in ("k", "select", "held_out_ll", "cycle",
+                                                 "n_scenes")},
             "data_layout_entropy": data_layout["entropy"], "data_layouts": data_layout["layouts"],
             "copy_tau_rmse": tau, "real_near_copy": real_copy, "rows": rows}
+
+
+def _rule(info: dict) -> str:
+    """How ``gnm fit-prior`` chose K (priors fitted before the cycle rule have no "select")."""
+    return "cycle rule" if info.get("select") == "cycle" else "held-out LL"
 
 
 def table(result: dict) -> str:
@@ -122,8 +129,8 @@ def main(argv: list[str] | None = None) -> int:
                 + "`. `prior` is the model's own p(z_g) (the paper's sampler); `gmm` a "
                 "full-covariance mixture fitted by `gnm fit-prior` to "
                 f"the posterior means of {result['gmm']['n_scenes']} training scenes (K = "
-                f"{result['gmm']['k']}, chosen by 3-fold held-out likelihood; the `K=` rows fix "
-                "K instead): beyond the paper. Near "
+                f"{result['gmm']['k']}, chosen by the {_rule(result['gmm'])}: docs/priors.md; the "
+                "`K=` rows fix K instead): beyond the paper. Near "
                 f"copies: samples within per-pixel RMSE {result['copy_tau_rmse']:.3f} (the "
                 "median distance of the model's reconstructions from their scenes) of a "
                 "fitted scene.")

@@ -92,9 +92,17 @@ def test_fit_prior_and_sample_with_it_on_the_command_line(tmp_path, fake_mnist, 
     monkeypatch.setattr("gnm.data.mnist.load_mnist", lambda *a, **k: fake_mnist)
     run = tmp_path / "run"
     assert cli.main(train_argv(run, "train.steps=2")) == 0
+    assert cli.main(["fit-prior", str(run), "--n", "200", "--k", "2,4", "--quiet",
+                     "--select", "heldout"]) == 0
+    assert "held-out log-likelihood per latent: K=2" in capsys.readouterr().out
+    assert MixturePrior.load(run / "priors" / "gmm.safetensors").info["select"] == "heldout"
     assert cli.main(["fit-prior", str(run), "--n", "200", "--k", "2,4", "--quiet"]) == 0
-    assert "fitted a gmm with K=" in capsys.readouterr().out
-    assert (run / "priors" / "gmm.safetensors").is_file()
+    assert "chosen by the cycle rule: median cycle error K=2" in capsys.readouterr().out
+    info = MixturePrior.load(run / "priors" / "gmm.safetensors").info
+    assert info["select"] == "cycle" and set(info["cycle"]["per_k"]) == {"2", "4"}
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["fit-prior", str(run), "--select", "bic"])
+    assert exc.value.code == 2 and "invalid choice: 'bic'" in capsys.readouterr().err
     out = tmp_path / "s.npz"
     assert cli.main(["sample", str(run), "--prior", "gmm", "--n", "4", "--out", str(out)]) == 0
     assert np.load(out)["images"].shape == (4, 32, 32, 1)
@@ -107,7 +115,7 @@ def test_fit_prior_and_sample_with_it_on_the_command_line(tmp_path, fake_mnist, 
     bench = load_benchmark("prior_samplers")
     r = bench.run(str(run), 20, [1.0], 20, 0, [3])
     assert [x["sampler"] for x in r["rows"]] == [
-        "prior", f"gmm (gnm fit-prior: K={r['gmm']['k']})",
+        "prior", f"gmm (gnm fit-prior: K={r['gmm']['k']}, cycle rule)",
         f"gmm K=3 (held-out LL {r['rows'][2]['sampler'].split('LL ')[1][:-1]})"]
     assert all(0 <= x["near_copy"] <= 1 and 0 <= x["sacc"] <= 1 for x in r["rows"])
     assert bench.table(r).count("\n") == 2 + len(r["rows"])

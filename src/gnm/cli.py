@@ -188,10 +188,21 @@ def _cmd_fit_prior(args: argparse.Namespace) -> int:
         raise GNMError(f"--k {args.k!r} must be a comma list of component counts, e.g. "
                        "10,20,50.") from None
     path, prior = fit_prior(args.model, args.kind, n=args.n, ks=ks, seed=args.seed,
-                            progress=not args.quiet)
-    lls = ", ".join(f"K={k}: {v:.1f}" for k, v in prior.info["held_out_ll"].items())
+                            progress=not args.quiet, select=args.select)
+    if args.select == "cycle":
+        c = prior.info["cycle"]
+
+        def per_k(key: str) -> str:
+            return ", ".join(f"K={k}: {v[key]:.3f}" for k, v in c["per_k"].items())
+
+        why = (f"chosen by the cycle rule: median cycle error {per_k('cycle')} against "
+               f"{c['floor']:.3f} for held-out scenes' posteriors; near copies "
+               f"{per_k('near_copy')} against {c['real_copy']:.3f}")
+    else:
+        why = ("held-out log-likelihood per latent: "
+               + ", ".join(f"K={k}: {v:.1f}" for k, v in prior.info["held_out_ll"].items()))
     print(f"fitted a {args.kind} with K={prior.info['k']} components to the posterior means of "
-          f"{args.n} training scenes (held-out log-likelihood per latent: {lls}); wrote {path}. "
+          f"{args.n} training scenes ({why}); wrote {path}. "
           f"Sample it with: gnm sample {args.model} --prior {args.kind} ...")
     return 0
 
@@ -203,8 +214,12 @@ def _register_fit_prior(sub: argparse._SubParsersAction) -> None:
     _model_arg(p)
     p.add_argument("--kind", default="gmm", help="gmm (full-covariance Gaussian mixture)")
     p.add_argument("--n", type=int, default=5000, help="training scenes encoded (default 5000)")
-    p.add_argument("--k", default="10,20,50", help="component counts tried; the best held-out "
-                   "log-likelihood wins (default 10,20,50)")
+    p.add_argument("--k", default="10,20,50", help="component counts tried (default 10,20,50)")
+    p.add_argument("--select", default="cycle", choices=("cycle", "heldout"),
+                   help="how K is chosen: cycle (default; the smallest K whose draws decode and "
+                   "re-encode about as consistently as held-out scenes' latents, without "
+                   "copying training scenes; docs/priors.md) or heldout (3-fold held-out "
+                   "log-likelihood)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_fit_prior)

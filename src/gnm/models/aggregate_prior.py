@@ -7,7 +7,9 @@ the data are. This is *not* the paper's model: results with it are labelled "agg
 posterior (GMM)" and never mixed into the "GNM prior samples" rows.
 
 The density is a full-covariance Gaussian mixture from scikit-learn (an optional dependency:
-``pip install 'gnm[prior]'``), its number of components chosen by held-out log-likelihood;
+``pip install 'gnm[prior]'``), its number of components K chosen by where its draws land
+(the cycle rule of :mod:`gnm.models.prior_select`; held-out log-likelihood, which prefers
+mixtures that fill the hole, on request);
 it is stored as safetensors (``weights [K]``, ``means [K, D]``, ``scale_tril [K, D, D]``, the
 Cholesky factors of the covariances) beside the model: ``RUN/priors/gmm.safetensors`` for a
 run directory, ``WEIGHTS.gmm.safetensors`` for a weights file.
@@ -29,6 +31,7 @@ from gnm.io import atomic_write_bytes, check_writable
 from gnm.models.base import require
 
 KINDS = ("gmm",)
+SELECT = ("cycle", "heldout")  # how fit-prior chooses the number of components
 
 
 class MixturePrior:
@@ -111,40 +114,53 @@ def _check_ks(ks: tuple[int, ...]) -> None:
         raise GNMError(f"component counts must be integers >= 1, got {list(ks)}.")
 
 
-def fit_gmm(z: np.ndarray, ks: tuple[int, ...] = (10, 20, 50), seed: int = 0,
-            folds: int = 3) -> MixturePrior:
-    """A full-covariance Gaussian mixture fitted to ``z [N, D]``. Each K of ``ks`` is scored
-    by its mean held-out log-likelihood per row over ``folds``-fold cross-validation; the best
-    K is then fitted on all rows (``info["held_out_ll"]`` lists every K's score)."""
+def _sklearn_mixture(k: int, seed: int) -> Any:
     try:
         from sklearn.mixture import GaussianMixture
     except ImportError as exc:
         raise GNMError("fitting a GMM prior needs scikit-learn: pip install 'gnm[prior]' (or "
                        "pip install scikit-learn).") from exc
+    return GaussianMixture(k, covariance_type="full", random_state=seed, reg_covar=1e-5,
+                           max_iter=300)
+
+
+def fit_gmm_k(z: np.ndarray, k: int, seed: int = 0) -> MixturePrior:
+    """A full-covariance Gaussian mixture of ``k`` components fitted to all rows of
+    ``z [N, D]`` (scikit-learn's EM, ``reg_covar`` 1e-5)."""
+    _check_ks((k,))
+    z = np.asarray(z, np.float64)
+    if len(z) < 2 * k:
+        raise GNMError(f"{len(z)} latents are too few to fit {k} components; encode more "
+                       "training scenes (--n).")
+    gmm = _sklearn_mixture(k, seed).fit(z)
+    f32 = torch.float32
+    tril = torch.linalg.cholesky(torch.tensor(gmm.covariances_, dtype=torch.float64)).to(f32)
+    return MixturePrior(torch.tensor(gmm.weights_, dtype=f32), torch.tensor(gmm.means_, dtype=f32),
+                        tril, {"kind": "gmm", "k": k, "n_fit": len(z), "seed": seed})
+
+
+def fit_gmm(z: np.ndarray, ks: tuple[int, ...] = (10, 20, 50), seed: int = 0,
+            folds: int = 3) -> MixturePrior:
+    """A full-covariance Gaussian mixture fitted to ``z [N, D]``. Each K of ``ks`` is scored
+    by its mean held-out log-likelihood per row over ``folds``-fold cross-validation; the best
+    K is then fitted on all rows (``info["held_out_ll"]`` lists every K's score)."""
+    _sklearn_mixture(1, seed)  # scikit-learn is there, before any work
     _check_ks(ks)
     z = np.asarray(z, np.float64)
     if folds < 2 or len(z) * (folds - 1) / folds < max(ks) * 2:
         raise GNMError(f"{len(z)} latents are too few to fit up to {max(ks)} components with "
                        f"{folds}-fold validation; encode more training scenes (--n).")
     parts = np.array_split(np.random.default_rng(seed).permutation(len(z)), folds)
-
-    def mixture(k: int) -> GaussianMixture:
-        return GaussianMixture(k, covariance_type="full", random_state=seed, reg_covar=1e-5,
-                               max_iter=300)
-
     scores = {}
     for k in ks:
-        held = [mixture(k).fit(z[np.concatenate(parts[:i] + parts[i + 1:])]).score(z[part])
-                for i, part in enumerate(parts)]
+        held = [_sklearn_mixture(k, seed).fit(z[np.concatenate(parts[:i] + parts[i + 1:])])
+                .score(z[part]) for i, part in enumerate(parts)]
         scores[k] = float(np.mean(held))
     best = max(scores, key=scores.get)
-    gmm = mixture(best).fit(z)
-    f32 = torch.float32
-    tril = torch.linalg.cholesky(torch.tensor(gmm.covariances_, dtype=torch.float64)).to(f32)
-    return MixturePrior(torch.tensor(gmm.weights_, dtype=f32), torch.tensor(gmm.means_, dtype=f32),
-                        tril, {"kind": "gmm", "k": best, "folds": folds, "n_fit": len(z),
-                               "held_out_ll": {str(k): v for k, v in scores.items()},
-                               "seed": seed})
+    prior = fit_gmm_k(z, best, seed)
+    prior.info.update(select="heldout", folds=folds,
+                      held_out_ll={str(k): v for k, v in scores.items()})
+    return prior
 
 
 @torch.no_grad()
@@ -163,12 +179,16 @@ def encode_training_latents(model: Any, cfg: Any, n: int, batch_size: int = 100,
 
 def fit_prior(model_path: str | Path, kind: str = "gmm", n: int = 5000,
               ks: tuple[int, ...] = (10, 20, 50), seed: int = 0,
-              progress: bool = True) -> tuple[Path, MixturePrior]:
+              progress: bool = True, select: str = "cycle") -> tuple[Path, MixturePrior]:
     """``gnm fit-prior``: fit a ``kind`` density to the posterior means of ``n`` training
-    scenes of the model at ``model_path`` and store it beside the model (:func:`prior_path`)."""
+    scenes of the model at ``model_path`` and store it beside the model (:func:`prior_path`).
+    ``select`` chooses K among ``ks``: ``"cycle"`` (default) by where the mixture's draws land
+    (:mod:`gnm.models.prior_select`), ``"heldout"`` by 3-fold held-out log-likelihood."""
     from gnm.train.checkpoint import load_model_and_config
 
     check_kind(kind)
+    if select not in SELECT:
+        raise GNMError(f"--select {select!r} is not known; choose {', '.join(SELECT)}.")
     if n < 100:
         raise GNMError(f"--n {n} is too few training scenes to fit a density; use >= 100.")
     _check_ks(ks)
@@ -177,7 +197,12 @@ def fit_prior(model_path: str | Path, kind: str = "gmm", n: int = 5000,
     path = prior_path(model_path, kind)
     check_writable(path.parent)  # before the work
     z = encode_training_latents(model, cfg, n, progress=progress)
-    prior = fit_gmm(z.numpy(), ks=ks, seed=seed)
+    if select == "cycle":
+        from gnm.models.prior_select import fit_gmm_by_cycle
+
+        prior = fit_gmm_by_cycle(model, cfg, z, ks, seed=seed, progress=progress)
+    else:
+        prior = fit_gmm(z.numpy(), ks=ks, seed=seed)
     prior.info.update(source=str(model_path), n_scenes=n, data_seed=cfg.data.seed,
                       dataset=cfg.data.dataset)
     return prior.save(path), prior
