@@ -269,3 +269,29 @@ def test_model_table_explains_the_bundled_wall_clock(tiny_weights):
     assert "165.8 min" in html and "96 min" in html and "runs/l56-s0" in html
     tiny = describe_model(tiny_weights, load_model(tiny_weights), load_config(tiny_weights))
     assert tiny["training_note"] is None and "96 min" not in model_table(tiny)
+
+
+def test_demo_picks_a_bundled_model_by_dataset(tmp_path, tiny_weights, monkeypatch, capsys):
+    import shutil
+
+    from gnm.demo import bundled_datasets
+
+    monkeypatch.setattr("gnm.demo.bundled_model_path",
+                        lambda d="mnist4": tmp_path / f"{d}.safetensors")
+    monkeypatch.setattr("gnm.demo.default_model_path", lambda: tmp_path / "mnist4.safetensors")
+    shutil.copy(tiny_weights, tmp_path / "mnist4.safetensors")
+    (tmp_path / "mnist4.gmm.safetensors").write_bytes(b"a density, not a model")
+    assert bundled_datasets() == ["mnist4"]
+    with pytest.raises(GNMError, match=r"no bundled model for --dataset 'mnist10' \(bundled: "
+                                       r"mnist4\); pass a model of your own with --model"):
+        resolve_model(None, "mnist10")
+    shutil.copy(tiny_weights, tmp_path / "mnist10.safetensors")
+    assert bundled_datasets() == ["mnist10", "mnist4"]
+    assert resolve_model(None, "mnist10") == tmp_path / "mnist10.safetensors"
+    assert resolve_model(None, "mnist4") == tmp_path / "mnist4.safetensors"
+    with pytest.raises(GNMError, match="--model and --dataset exclude each other"):
+        resolve_model(tiny_weights, "mnist10")
+    assert cli.main(["demo", "--dataset", "mnist10", "--model", str(tiny_weights)]) == 2
+    assert "--model and --dataset exclude each other" in capsys.readouterr().err
+    assert cli.main(["demo", "--train", "--dataset", "mnist10"]) == 2
+    assert "--dataset and --train exclude each other" in capsys.readouterr().err

@@ -375,16 +375,16 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     if args.train:
         from gnm.demo_train import run_demo_training
 
-        if args.model is not None:
-            raise GNMError("--model and --train exclude each other: --train shows the model it "
-                           "trains.")
+        if args.model is not None or args.dataset is not None:
+            raise GNMError(f"{'--model' if args.model is not None else '--dataset'} and --train "
+                           "exclude each other: --train shows the model it trains.")
         run_demo_training(args.out or "out/demo-train", minutes=args.minutes, n=args.n,
                           seed=args.seed, data_dir=args.data_dir, size=args.size)
         return 0
     from gnm.demo import run_demo
 
     run_demo(args.out or "out/demo", model=args.model, n=args.n, seed=args.seed,
-             data_dir=args.data_dir, size=args.size)
+             data_dir=args.data_dir, size=args.size, dataset=args.dataset)
     return 0
 
 
@@ -395,6 +395,8 @@ def _register_demo(sub: argparse._SubParsersAction) -> None:
                    help="output folder (default out/demo, with --train out/demo-train)")
     p.add_argument("--model", default=None, help="run directory, checkpoint (.pt) or weights "
                    "(.safetensors) to show (default: the bundled MNIST-4 model)")
+    p.add_argument("--dataset", default=None, help="show the bundled model of this dataset "
+                   "(mnist4, the default, or mnist10)")
     p.add_argument("--n", type=int, default=200, help="prior samples judged (default 200)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--size", type=int, default=128, help="dataset previews' side in pixels")

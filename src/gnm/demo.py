@@ -41,6 +41,8 @@ BUNDLED_TRAINING_NOTE = (
     "(62 min to step 22k as one of three, then 1 thread as one of two); the same recipe "
     "(`gnm train --preset mnist4-cpu`) from scratch alone on both cores of a 2-core AVX-512 "
     "CPU took 96 min (seed 2, S-Acc 0.920; docs/results/HISTORY.md)")
+#: The same for every bundled model, by dataset.
+BUNDLED_NOTES = {"mnist4": BUNDLED_TRAINING_NOTE}
 MIN_N = 20  # the judge needs at least this many samples for an interval
 TEST_SCENES = 64  # test scenes decomposed to count inferred objects
 JUDGED_SHOWN = 48  # judged samples shown with their verdict
@@ -76,16 +78,40 @@ CAPTIONS = {
 }
 
 
-def default_model_path() -> Path:
-    """Where the bundled pretrained MNIST-4 model lives inside the installed package."""
+def bundled_model_path(dataset: str = "mnist4") -> Path:
+    """Where the bundled pretrained model of ``dataset`` lives inside the installed package
+    (it may be absent: :func:`bundled_datasets` lists those present)."""
     import gnm
 
-    return Path(gnm.__file__).resolve().parent / "assets" / "models" / DEFAULT_MODEL
+    return Path(gnm.__file__).resolve().parent / "assets" / "models" / f"{dataset}.safetensors"
 
 
-def resolve_model(model: str | Path | None) -> Path:
-    """The model to show: ``model`` (run directory, checkpoint or weights) or the bundled one;
-    raises :class:`GNMError` naming the missing file and how to get a model."""
+def default_model_path() -> Path:
+    """Where the bundled pretrained MNIST-4 model lives inside the installed package."""
+    return bundled_model_path(DEFAULT_MODEL.removesuffix(".safetensors"))
+
+
+def bundled_datasets() -> list[str]:
+    """The datasets with a bundled model in this install, e.g. ``["mnist10", "mnist4"]``
+    (densities fitted beside them, ``NAME.gmm.safetensors``, are not models)."""
+    folder = default_model_path().parent
+    return sorted(p.stem for p in folder.glob("*.safetensors") if "." not in p.stem)
+
+
+def resolve_model(model: str | Path | None, dataset: str | None = None) -> Path:
+    """The model to show: ``model`` (run directory, checkpoint or weights), else the bundled
+    model of ``dataset`` (default MNIST-4); raises :class:`GNMError` naming the missing file
+    and how to get a model."""
+    if model is not None and dataset is not None:
+        raise GNMError("--model and --dataset exclude each other: --dataset picks a bundled "
+                       "model, --model shows your own.")
+    if dataset not in (None, "mnist4"):
+        path = bundled_model_path(dataset)
+        if path.exists():
+            return path
+        have = ", ".join(bundled_datasets()) or "none"
+        raise GNMError(f"there is no bundled model for --dataset {dataset!r} (bundled: {have}); "
+                       "pass a model of your own with --model.")
     path = Path(model) if model is not None else default_model_path()
     if path.exists():
         return path
@@ -131,8 +157,8 @@ def describe_model(path: Path, model: torch.nn.Module, cfg: Any) -> dict[str, An
             "training_steps": facts["steps"], "training_seconds": facts["seconds"],
             "optimizer": cfg.train.optimizer, "lr": cfg.train.lr,
             "batch_size": cfg.train.batch_size,
-            "training_note": BUNDLED_TRAINING_NOTE if _same_file(path, default_model_path())
-            else None}
+            "training_note": next((note for name, note in BUNDLED_NOTES.items()
+                                   if _same_file(path, bundled_model_path(name))), None)}
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -279,13 +305,14 @@ def timing_table(stages: Stages, total_s: float) -> str:
 
 def run_demo(out: str | Path = "out/demo", model: str | Path | None = None, n: int = 200,
              seed: int = 0, data_dir: str | None = None, size: int = 128,
-             quiet: bool = False) -> Path:
-    """Write the demo of a trained model (default: the bundled one) to ``out``; return
-    ``out/index.html``. ``n`` prior samples are judged; ``size`` is the previews' side (px)."""
+             quiet: bool = False, dataset: str | None = None) -> Path:
+    """Write the demo of a trained model (default: the bundled model of ``dataset``, MNIST-4
+    if None) to ``out``; return ``out/index.html``. ``n`` prior samples are judged; ``size``
+    is the previews' side (px)."""
     t0 = time.perf_counter()
     if n < MIN_N:
         raise GNMError(f"--n {n} is too few samples for an S-Acc interval; use at least {MIN_N}.")
-    path, out = resolve_model(model), check_writable(out)
+    path, out = resolve_model(model, dataset), check_writable(out)
     stages = Stages(7, quiet)
     with stages(f"loading the model {path.name}"):
         cfg = load_config(path)
