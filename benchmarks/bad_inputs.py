@@ -335,8 +335,25 @@ def baseline_cases() -> list[Case]:
     ]
 
 
+def prior_demo_cases() -> list[Case]:
+    """Samplers beyond the paper and the bundled models (issue 23): an unknown rule for K, a
+    dataset with no bundled model, a bundled model and a model of one's own at once."""
+    return [
+        Case("fit-prior --select bic (unknown rule)",
+             ["fit-prior", "{weights}", "--select", "bic"], None, "invalid choice: 'bic'",
+             quick=True),
+        Case("demo --dataset arrow (no bundled model)",
+             ["demo", "--dataset", "arrow", "--out", "{tmp}/d"], None,
+             "no bundled model for --dataset 'arrow'", quick=True),
+        Case("demo --dataset mnist4 --model W (both)",
+             ["demo", "--dataset", "mnist4", "--model", "{weights}", "--out", "{tmp}/d"], None,
+             "--model and --dataset exclude each other", quick=True),
+    ]
+
+
 GROUPS: list[Callable[[], list[Case]]] = [write_cases, config_cases, judge_cases,
-                                          train_resume_data_cases, baseline_cases]
+                                          train_resume_data_cases, baseline_cases,
+                                          prior_demo_cases]
 
 
 # ---------------------------------------------------------------------------- running
