@@ -14,7 +14,8 @@ A stick-breaking mask VAE and a component VAE with an autoregressive prior. ``K`
         h = MLP(Conv(x));  q(z_m^1 | x) = N(Lin(h));  q(z_m^k | x, z_m^{k−1}) = N(Lin(LSTM_q(
             cat[h, z_m^{k−1}])))                       (K−1 recurrent steps)
         q(z_c^k | x, m_k) = N(MLP(Conv(cat[x, log m_k])))
-    objective (the plain β-ELBO, as the GNM paper trained it; not GECO)
+    objective (the plain β-ELBO, as the GNM paper trained it; ``objective="geco"``: GECO,
+    as GENESIS's authors train it, gnm.models.geco)
         KL_mask = Σ_k KL(q(z_m^k | ·) ‖ p(z_m^k | z_m^{<k}))
         KL_comp = Σ_k KL(q(z_c^k | ·) ‖ p(z_c^k | z_m^k))
         elbo = log p(x|z) − KL_mask − KL_comp,   loss = −(log p(x|z) − β·w(t)·(KL_mask + KL_comp))
@@ -49,6 +50,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gnm.models.base import check_images
+from gnm.models.geco import Geco
 from gnm.models.gnm import check_temperature, need
 from gnm.models.losses import beta_elbo, kl_normal, noise, normal_log_prob
 from gnm.models.registry import register_model
@@ -83,6 +85,10 @@ class GenesisConfig:
     beta_warmup: Schedule = field(default_factory=lambda: Schedule.constant(1.0))  # w(t)
     std_floor: float = 1e-4  # added to every std
     presence_pixels: int = 10  # decompose(): a component is present if m_k > 0.5 on this many px
+    objective: str = "elbo"  # "elbo": the β-ELBO (the GNM paper); "geco": GECO (gnm.models.geco)
+    geco_goal: float = 1.25  # GECO's goal for log p(x|z) per pixel and channel (nats)
+    geco_speed: float = 0.01  # η of λ's update, per nat per pixel
+    geco_alpha: float = 0.99  # smoothing of the constraint
 
 
 LIMITS = {**dict.fromkeys(("z_mask_dim", "z_comp_dim", "mask_enc_filters", "mask_enc_kernel",
@@ -90,7 +96,9 @@ LIMITS = {**dict.fromkeys(("z_mask_dim", "z_comp_dim", "mask_enc_filters", "mask
                            "mask_dec_channels", "mask_dec_layers", "comp_enc_filters",
                            "comp_enc_hidden", "comp_dec_channels", "comp_dec_layers",
                            "prior_lstm_hidden", "prior_mlp_hidden", "presence_pixels"), ">= 1"),
-          "components": ">= 2", "beta": ">= 0", "sigma": "> 0", "std_floor": ">= 0"}
+          "components": ">= 2", "beta": ">= 0", "sigma": "> 0", "std_floor": ">= 0",
+          "geco_speed": ">= 0", "geco_alpha": ">= 0"}
+OBJECTIVES = ("elbo", "geco")
 
 
 # ------------------------------------------------------------------------------------ helpers
@@ -173,6 +181,12 @@ class Genesis(nn.Module):
         need(size % cfg.mask_enc_downsample == 0,
              f"data.size {size} must be a multiple of mask_enc_downsample "
              f"{cfg.mask_enc_downsample}.")
+        need(cfg.objective in OBJECTIVES, f"model.objective={cfg.objective!r} is not known; "
+             f"choose {' or '.join(OBJECTIVES)}.")
+        need(cfg.geco_alpha < 1, f"model.geco_alpha={cfg.geco_alpha} must be below 1 (the "
+             "smoothing of GECO's constraint).")
+        self.geco = (Geco(cfg.geco_goal, cfg.geco_speed, cfg.geco_alpha)
+                     if cfg.objective == "geco" else None)
         dm, dc, nf = cfg.z_mask_dim, cfg.z_comp_dim, len(cfg.mask_enc_filters)
         k = cfg.mask_enc_kernel
         self.mask_encoder = nn.Sequential(
@@ -268,8 +282,15 @@ class Genesis(nn.Module):
         r = self._infer(x)
         kls = {"kl_mask": kl_normal(*r.q_mask, *r.p_mask).sum((1, 2)),
                "kl_comp": kl_normal(*r.q_comp, *r.p_comp).sum((1, 2))}
-        beta = self.config.beta * self.config.beta_warmup(step)
-        return beta_elbo(self._recon_ll(x, r), kls, beta, r.recon)
+        recon_ll = self._recon_ll(x, r)
+        if self.geco is None:
+            beta = self.config.beta * self.config.beta_warmup(step)
+            return beta_elbo(recon_ll, kls, beta, r.recon)
+        kl, lam = sum(kls.values()), self.geco.lam.clone()  # λ of this step, before its update
+        out = {"loss": self.geco.loss(recon_ll, kl, x[0].numel()), "elbo": recon_ll - kl,
+               "recon_ll": recon_ll, **kls}
+        out = {k: v.mean() for k, v in out.items()}
+        return {**out, "geco_lambda": lam, "recon": r.recon}
 
     # ---------------------------------------------------------------------------- generation
     @torch.no_grad()
