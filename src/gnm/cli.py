@@ -157,12 +157,9 @@ def _register_export(sub: argparse._SubParsersAction) -> None:
 def _cmd_refit_prior(args: argparse.Namespace) -> int:
     from gnm.train.refit import refit_prior
 
-    lr = args.lr if args.lr is not None else (3e-4 if args.target == "gmm" else 1e-4)
-    r = refit_prior(args.model, args.out, steps=args.steps, lr=lr, target=args.target,
+    r = refit_prior(args.model, args.out, steps=args.steps, lr=args.lr,
                     batch_size=args.batch_size, seed=args.seed, progress=not args.quiet)
-    rev = (f"KL(p || gmm) on {r['n_val']} prior draws {r['reverse_kl_before']:.1f} -> "
-           f"{r['reverse_kl_after']:.1f} nats; " if r["target"] == "gmm" else "")
-    print(f"refit the prior for {r['steps']} steps in {r['seconds']:.0f} s: {rev}KL(q || p) on "
+    print(f"refit the prior for {r['steps']} steps in {r['seconds']:.0f} s: KL(q || p) on "
           f"{r['n_val']} val scenes {r['val_kl_before']:.2f} -> {r['val_kl_after']:.2f} nats; "
           f"wrote {args.out} (checkpoint, config.json, refit.json)")
     return 0
@@ -174,13 +171,8 @@ def _register_refit_prior(sub: argparse._SubParsersAction) -> None:
                        "GNM's posterior (everything else frozen) -> a new run directory")
     _model_arg(p)
     p.add_argument("--out", required=True, help="new run directory")
-    p.add_argument("--target", default="posterior", choices=("posterior", "gmm"),
-                   help="posterior (default): maximise E_q[log p(z_g)] on training scenes; gmm: "
-                   "minimise KL(p || r) to the mixture gnm fit-prior stored beside the model "
-                   "(distils it into StructDRAW's prior; docs/priors.md)")
     p.add_argument("--steps", type=int, default=2000)
-    p.add_argument("--lr", type=float, default=None,
-                   help="Adam step size (default 1e-4; 3e-4 with --target gmm)")
+    p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="no progress bar")

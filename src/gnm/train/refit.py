@@ -3,27 +3,14 @@
 Prior samples of a trained GNM break the scene rule more often than decoded posteriors do:
 p(z_g) puts mass where q(z_g|x) has none. With everything else frozen (encoder, posterior,
 StructDRAW's decoder and canvas, structuring network, renderer), only the prior head
-``MLP_prior`` (h_dec -> µ_p, σ_p at each step ℓ) is trained, towards one of two targets:
+``MLP_prior`` (h_dec -> µ_p, σ_p at each step ℓ) is trained to maximise
 
-* ``target="posterior"`` maximises
+    E_x E_{z_g ~ q(z_g|x)} [ log p(z_g) ] = −E_x KL(q(z_g|x) || p(z_g)) − H(q)   (H fixed)
 
-      E_x E_{z_g ~ q(z_g|x)} [ log p(z_g) ] = −E_x KL(q(z_g|x) || p(z_g)) − H(q)   (H fixed)
-
-  on training scenes, i.e. the global KL of the ELBO alone, with weight 1 (training used
-  β_g·KL, which also pulls q towards p). This direction covers q's mass, and so keeps prior
-  mass between the posteriors: it changed nothing measurable (docs/priors.md).
-* ``target="gmm"`` minimises the reverse direction against r, the mixture that
-  ``gnm fit-prior`` fitted to the posterior means of training scenes (stored beside the model):
-
-      KL(p || r) = E_{z ~ p} [ log p(z) − log r(z) ],   log p(z) = Σ_ℓ log N(z_ℓ; µ_ℓ, σ_ℓ²)
-
-  estimated on ``batch_size`` prior draws per step, reparameterised through StructDRAW's
-  autoregressive generation (z_ℓ = µ_ℓ + σ_ℓ ε_ℓ, with µ_ℓ, σ_ℓ from the decoder state that
-  z_<ℓ made). This direction penalises prior mass where r has none, the hole; its entropy term
-  keeps p from shrinking onto r's modes. The prior is distilled from r: label its samples so.
-
-The decoder of z_g is untouched, so a given z_g makes the same scene as before; only where the
-prior puts z_g changes. The model stays a GNM with a StructDRAW prior.
+on training scenes, i.e. the global KL of the ELBO alone, with weight 1 (training used β_g·KL,
+which also pulls q towards p). The decoder of z_g is untouched, so a given z_g makes the same
+scene as before; only where the prior puts z_g changes. The model stays a GNM with a StructDRAW
+prior (the numbers remain "GNM prior samples").
 
 Data order and noise are functions of ``seed`` and the step, as in training. The result is a
 new run directory with one checkpoint (the source's step) and ``refit.json`` (the KL on
@@ -68,41 +55,14 @@ def mean_global_kl(model: Any, x: torch.Tensor, seed: int = 0, batch: int = 100)
                             for i in range(0, len(x), batch)]).mean())
 
 
-def reverse_kl(model: Any, density: Any, n: int,
-               generator: torch.Generator | None = None) -> torch.Tensor:
-    """Per draw ``[n]``: log p(z) − log r(z) for ``n`` draws z ~ p(z_g) of the model's
-    StructDRAW prior (differentiable in the prior head; ``generator`` for the noise) and a
-    density r with ``log_prob`` (a :class:`gnm.models.aggregate_prior.MixturePrior`). Its
-    mean estimates KL(p || r) in nats."""
-    d = model.structdraw(n=n, generator=generator)
-    log_p = torch.distributions.Normal(d.prior_mu, d.prior_sd).log_prob(d.z).flatten(1).sum(1)
-    return log_p - density.log_prob(d.z_global)
-
-
-@torch.no_grad()
-def mean_reverse_kl(model: Any, density: Any, n: int = 500, seed: int = 0) -> float:
-    """:func:`reverse_kl` averaged over ``n`` draws seeded by ``seed`` (the same draws of ε
-    every call, so values are comparable across a refit)."""
-    return float(reverse_kl(model, density, n, torch.Generator().manual_seed(seed)).mean())
-
-
-TARGETS = ("posterior", "gmm")
-
-
 def refit_prior(source: str | Path, out: str | Path, steps: int = 2000, lr: float = 1e-4,
                 batch_size: int = 32, seed: int = 0, n_val: int = 500, log_every: int = 250,
-                progress: bool = True, target: str = "posterior") -> dict[str, Any]:
+                progress: bool = True) -> dict[str, Any]:
     """Refit the prior head of the GNM at ``source`` (run directory, checkpoint or
-    .safetensors) for ``steps`` Adam steps towards ``target`` (module docstring): batches of
-    ``batch_size`` training scenes (``"posterior"``) or prior draws (``"gmm"``); write run
+    .safetensors) for ``steps`` Adam steps of ``batch_size`` training scenes; write run
     directory ``out`` (checkpoint + config.json + refit.json); return refit.json's content:
-    ``{"source", "target", "steps", "lr", "batch_size", "seed", "val_kl_before",
-    "val_kl_after", "log": [{"step", "train_loss", "val_kl", ...}], "seconds"}`` (nats per
-    scene; ``val_kl`` is KL(q || p) on ``n_val`` val scenes; with ``"gmm"`` also
-    ``reverse_kl_before`` / ``_after`` and ``reverse_kl`` per logged step, on ``n_val``
-    fixed draws)."""
-    if target not in TARGETS:
-        raise GNMError(f"--target {target!r} is not known; choose {' or '.join(TARGETS)}.")
+    ``{"source", "steps", "lr", "batch_size", "seed", "val_kl_before", "val_kl_after",
+    "log": [{"step", "train_kl", "val_kl"}], "seconds"}`` (KLs in nats per scene)."""
     if steps < 1 or batch_size < 1:
         raise GNMError(f"refit-prior needs --steps >= 1 and --batch-size >= 1, got {steps} and "
                        f"{batch_size}.")
@@ -118,15 +78,6 @@ def refit_prior(source: str | Path, out: str | Path, steps: int = 2000, lr: floa
                        f"model {cfg.model.name!r}"
                        + (f" with global_prior={cfg.model.global_prior!r}"
                           if hasattr(cfg.model, "global_prior") else "") + ".")
-    density = None
-    if target == "gmm":
-        from gnm.models.aggregate_prior import load_prior
-
-        density = load_prior(source, "gmm", "--target")
-        if density.dim != cfg.model.z_global_dim:
-            raise GNMError(f"the gmm beside {source} has {density.dim} dimensions but the "
-                           f"model's z_g has {cfg.model.z_global_dim}; fit it again with gnm "
-                           "fit-prior.")
     step0 = training_facts(source)["steps"] or 0
     head = model.structdraw.prior_head
     for p in model.parameters():
@@ -138,7 +89,6 @@ def refit_prior(source: str | Path, out: str | Path, steps: int = 2000, lr: floa
     val_data = build_dataset(cfg.data, "val")
     x_val = stack_images(val_data, range(n_val))
     before = mean_global_kl(model, x_val, seed)
-    rev_before = None if density is None else mean_reverse_kl(model, density, n_val, seed)
     train_data = build_dataset(cfg.data, "train")
     sampler = StepBatchSampler(len(train_data), batch_size, seed, 0, steps)
     t0, log, window = time.time(), [], []
@@ -146,28 +96,21 @@ def refit_prior(source: str | Path, out: str | Path, steps: int = 2000, lr: floa
     for t, idx in enumerate(tqdm(sampler, total=steps, desc="refit prior",
                                  disable=not progress)):
         torch.manual_seed(seed * 1_000_003 + t)
-        if density is None:
-            loss = global_kl(model, stack_images(train_data, idx)).mean()
-        else:
-            loss = reverse_kl(model, density, batch_size).mean()
+        x = stack_images(train_data, idx)
+        loss = global_kl(model, x).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         window.append(float(loss.detach()))
         if (t + 1) % log_every == 0 or t + 1 == steps:
-            log.append({"step": t + 1, "train_loss": sum(window) / len(window),
+            log.append({"step": t + 1, "train_kl": sum(window) / len(window),
                         "val_kl": mean_global_kl(model, x_val, seed)})
-            if density is not None:
-                log[-1]["reverse_kl"] = mean_reverse_kl(model, density, n_val, seed)
             window = []
     for p in model.parameters():
         p.requires_grad_(True)
-    result = {"source": str(source), "target": target, "steps": steps, "lr": lr,
-              "batch_size": batch_size, "seed": seed, "n_val": n_val, "val_kl_before": before,
+    result = {"source": str(source), "steps": steps, "lr": lr, "batch_size": batch_size,
+              "seed": seed, "n_val": n_val, "val_kl_before": before,
               "val_kl_after": log[-1]["val_kl"], "log": log, "seconds": time.time() - t0}
-    if density is not None:
-        result.update(reverse_kl_before=rev_before, reverse_kl_after=log[-1]["reverse_kl"],
-                      gmm={k: density.info.get(k) for k in ("k", "select", "n_scenes")})
     save_checkpoint(out, step0, model, None, cfg)
     atomic_write_json(out / "config.json", to_dict(cfg))
     atomic_write_json(out / "refit.json", result)
