@@ -48,6 +48,8 @@ CHEAP: dict[str, tuple[str, object]] = {
     "gnm train --preset mnist4-cpu --out runs/m4": ("gnm", SETS),
     "gnm train --out runs/m4 --resume": ("gnm", MORE_STEPS),
     "gnm sample runs/m4 --n 1000 --out samples.npz": ("gnm", FEW),
+    "gnm fit-prior runs/m4": ("gnm", ["--n", "200", "--k", "2,4", "--quiet"]),
+    "gnm sample runs/m4 --prior gmm --n 1000 --out gmm.npz": ("gnm", FEW),
     "gnm show runs/m4 --out figs/": ("gnm", []),
     "gnm judge --dataset mnist4 --images samples.npz": ("gnm", []),
     "gnm eval runs/m4 --out eval/": ("gnm", FEW),
