@@ -21,7 +21,7 @@ import torch
 
 from gnm.data.registry import build_dataset, stack_images
 from gnm.errors import GNMError
-from gnm.eval.diversity import layout_entropy, nearest_rmse
+from gnm.eval.diversity import copy_threshold, layout_entropy, near_copy_rate
 from gnm.eval.fd import frechet_distance_images
 from gnm.eval.judge import object_features
 from gnm.eval.judges import require_judge
@@ -41,13 +41,10 @@ def run(model_path: str, n: int, temperatures: list[float], n_copies: int, seed:
     n_fit = int(gmm.info.get("n_scenes", 5000))
     fitted = stack_images(build_dataset(cfg.data, "train"), range(n_fit))
     real = stack_images(build_dataset(cfg.data, "test"), range(n))
-    with torch.no_grad():
-        recon = torch.cat([model.reconstruct(fitted[i:min(i + 100, n_copies)])
-                           for i in range(0, n_copies, 100)])
-    tau = float((recon - fitted[:n_copies]).pow(2).flatten(1).mean(1).sqrt().median())
+    tau = copy_threshold(model, fitted[:n_copies])
     real_u8 = (real.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
     data_layout = layout_entropy(judge(real_u8, cfg.data.dataset, progress=False)["verdicts"])
-    real_copy = float((nearest_rmse(real, fitted) <= tau).float().mean())
+    real_copy = near_copy_rate(real, fitted, tau)
     samplers = [("prior", None, temperatures),
                 (f"gmm (gnm fit-prior: K={gmm.info['k']}, {_rule(gmm.info)})", gmm,
                  temperatures)]
@@ -73,7 +70,7 @@ def run(model_path: str, n: int, temperatures: list[float], n_copies: int, seed:
             rows.append({"sampler": name, "temperature": temp, "sacc": res["sacc"],
                          "ci95": res["ci95"], "layout_entropy": lay["entropy"],
                          "layouts": lay["layouts"], "fd": fd,
-                         "near_copy": float((nearest_rmse(fake, fitted) <= tau).float().mean()),
+                         "near_copy": near_copy_rate(fake, fitted, tau),
                          "seconds": time.time() - t0})
     return {"benchmark": "prior_samplers", "model": model_path, "dataset": cfg.data.dataset,
             "n": n, "seed": seed, "judge_version": res["judge_version"],

@@ -11,7 +11,13 @@ import torch
 
 from gnm import cli
 from gnm.errors import GNMError
-from gnm.eval.diversity import layout_entropy, layout_key, near_copy_rate, nearest_rmse
+from gnm.eval.diversity import (
+    copy_threshold,
+    layout_entropy,
+    layout_key,
+    near_copy_rate,
+    nearest_rmse,
+)
 from gnm.models.aggregate_prior import MixturePrior, fit_gmm, prior_path
 from gnm.sampling import sample_images
 
@@ -133,3 +139,19 @@ def test_layouts_entropy_and_near_copies_by_hand():
     brute = torch.tensor([min(float((x - y).pow(2).mean().sqrt()) for y in b) for x in a])
     torch.testing.assert_close(nearest_rmse(a, b, chunk=2), brute, atol=1e-5, rtol=0)
     assert near_copy_rate(torch.cat([b[:2], a]), b, tau=1e-4) == pytest.approx(2 / 7)
+
+
+def test_copy_threshold_is_the_median_reconstruction_rmse():
+    class Shift(torch.nn.Module):
+        """reconstruct(x) = x + c_i for image i: per-pixel RMSE c_i."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.p = torch.nn.Parameter(torch.zeros(1))
+
+        def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+            return x + self.offsets.view(-1, 1, 1, 1)
+
+    m = Shift()
+    m.offsets = torch.tensor([0.3, 0.1, 0.5, 0.2, 0.4])  # one batch, so the rows line up
+    assert copy_threshold(m, torch.rand(5, 1, 4, 4), batch_size=5) == pytest.approx(0.3)

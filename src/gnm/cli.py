@@ -396,7 +396,7 @@ def _register_demo(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default=None, help="run directory, checkpoint (.pt) or weights "
                    "(.safetensors) to show (default: the bundled MNIST-4 model)")
     p.add_argument("--dataset", default=None, help="show the bundled model of this dataset "
-                   "(mnist4, the default, or mnist10)")
+                   "(default mnist4; an error lists the datasets with a bundled model)")
     p.add_argument("--n", type=int, default=200, help="prior samples judged (default 200)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--size", type=int, default=128, help="dataset previews' side in pixels")

@@ -92,7 +92,7 @@ def default_model_path() -> Path:
 
 
 def bundled_datasets() -> list[str]:
-    """The datasets with a bundled model in this install, e.g. ``["mnist10", "mnist4"]``
+    """The datasets with a bundled model in this install, e.g. ``["mnist4"]``
     (densities fitted beside them, ``NAME.gmm.safetensors``, are not models)."""
     folder = default_model_path().parent
     return sorted(p.stem for p in folder.glob("*.safetensors") if "." not in p.stem)

@@ -62,3 +62,13 @@ def nearest_rmse(a: torch.Tensor, b: torch.Tensor, chunk: int = 512) -> torch.Te
 def near_copy_rate(samples: torch.Tensor, fitted: torch.Tensor, tau: float) -> float:
     """Share of ``samples`` within ``tau`` (per-pixel RMSE) of some scene of ``fitted``."""
     return float((nearest_rmse(samples, fitted) <= tau).float().mean())
+
+
+@torch.no_grad()
+def copy_threshold(model: Any, scenes: torch.Tensor, batch_size: int = 100) -> float:
+    """``tau`` of the near-copy rate: the median per-pixel RMSE between ``scenes [N, C, H, W]``
+    and the model's reconstructions of them (how close a copy comes out of this decoder)."""
+    device = next(model.parameters()).device
+    recon = torch.cat([model.reconstruct(scenes[i:i + batch_size].to(device)).float().cpu()
+                       for i in range(0, len(scenes), batch_size)])
+    return float((recon - scenes).pow(2).flatten(1).mean(1).sqrt().median())

@@ -286,11 +286,10 @@ class Genesis(nn.Module):
         if self.geco is None:
             beta = self.config.beta * self.config.beta_warmup(step)
             return beta_elbo(recon_ll, kls, beta, r.recon)
-        kl, lam = sum(kls.values()), self.geco.lam.clone()  # λ of this step, before its update
-        out = {"loss": self.geco.loss(recon_ll, kl, x[0].numel()), "elbo": recon_ll - kl,
-               "recon_ll": recon_ll, **kls}
-        out = {k: v.mean() for k, v in out.items()}
-        return {**out, "geco_lambda": lam, "recon": r.recon}
+        lam = self.geco.lam.clone()  # λ of this step, before its update
+        out = beta_elbo(recon_ll, kls, 0.0, r.recon)  # elbo, recon_ll, KLs; loss replaced
+        out["loss"] = self.geco.loss(recon_ll, sum(kls.values()), x[0].numel()).mean()
+        return {**out, "geco_lambda": lam}
 
     # ---------------------------------------------------------------------------- generation
     @torch.no_grad()

@@ -34,7 +34,7 @@ import torch
 
 from gnm.data.registry import build_dataset, stack_images
 from gnm.errors import GNMError
-from gnm.eval.diversity import nearest_rmse
+from gnm.eval.diversity import copy_threshold, near_copy_rate
 
 CYCLE_FACTOR = 1.5  # at most this many times the held-out posterior means' cycle error
 COPY_SLACK = 0.01  # near-copy rate allowed above the held-out scenes' rate
@@ -85,18 +85,16 @@ def cycle_statistics(model: Any, cfg: Any, z: torch.Tensor, candidates: dict[int
     held = stack_images(build_dataset(cfg.data, "val"), range(n_draws))
     device = next(model.parameters()).device
     scale = z.std(0)
-    recon = _batched(lambda b: model.reconstruct(b.to(device)).float().cpu(),
-                     fitted[:n_draws], 100)
-    tau = float((recon - fitted[:n_draws]).pow(2).flatten(1).mean(1).sqrt().median())
+    tau = copy_threshold(model, fitted[:n_draws])
     held_z = _batched(lambda b: model.encode_global(b.to(device)).float().cpu(), held, 100)
     floor = float(cycle_errors(model, held_z, scale)[0].median())
-    real_copy = float((nearest_rmse(held, fitted) <= tau).float().mean())
+    real_copy = near_copy_rate(held, fitted, tau)
     per_k = {}
     for k, prior in candidates.items():
         draws = prior.sample(n_draws, generator=torch.Generator().manual_seed(seed * 7919 + k))
         err, images = cycle_errors(model, draws, scale)
         per_k[k] = {"cycle": float(err.median()),
-                    "near_copy": float((nearest_rmse(images, fitted) <= tau).float().mean())}
+                    "near_copy": near_copy_rate(images, fitted, tau)}
     return {"floor": floor, "real_copy": real_copy, "tau": tau, "per_k": per_k}
 
 
