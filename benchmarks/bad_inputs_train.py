@@ -118,6 +118,13 @@ def _bad_manifest(out: Path) -> None:
     (out / "manifest.json").write_text(json.dumps(manifest))
 
 
+def _older_scenes(out: Path) -> None:
+    """An export made by a gnm whose generator was at scene version 0 (before any recorded)."""
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["scene_version"] = 0
+    (out / "manifest.json").write_text(json.dumps(manifest))
+
+
 def Case(name: str, argv: list[str], setup: Callable[[Workspace], None] | None = None,
          expect: str = "", kind: str = "error", quick: bool = False) -> dict[str, Any]:
     """The fields of one :class:`bad_inputs.Case`."""
@@ -190,6 +197,8 @@ def data_cases() -> list[dict[str, Any]]:
              kind="accept", quick=True),
         Case("data make over a damaged manifest", MAKE, _export_then(_bad_manifest),
              "is unreadable or not a gnm manifest"),
+        Case("data make over an export of an older scene version", MAKE,
+             _export_then(_older_scenes), "scenes of version 0, but this gnm makes version 1"),
     ]
 
 

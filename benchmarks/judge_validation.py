@@ -123,6 +123,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     start = time.time()
     if args.dataset == "arrow":
+        from gnm.data.arrow_room import SCENE_VERSION
         from gnm.eval.arrow_judge import JUDGE_VERSION as ARROW_VERSION
         from gnm.eval.arrow_judge import load_arrow_net
 
@@ -131,8 +132,9 @@ def main(argv: list[str] | None = None) -> None:
         _report(args, rows, start, ARROW_VERSION, "arrow_judge_validation",
                 "Arrow Room judge validation", "--dataset arrow ",
                 f"Goals: real scenes judged ok >= {PASS_GOAL}; each corruption judged ok <= "
-                f"{1 - REJECT_GOAL:.2f}, at 64 and 128 px. How the judge works: "
-                "[judge.md](judge.md#the-arrow-room-judge).", {"dataset": "arrow"})
+                f"{1 - REJECT_GOAL:.2f}, at 64 and 128 px, on Arrow Room scenes of version "
+                f"{SCENE_VERSION}. How the judge works: [judge.md](judge.md#the-arrow-room-judge).",
+                {"dataset": "arrow", "scene_version": SCENE_VERSION})
         return
     mnist, classifier = load_mnist(), load_classifier(args.weights)
     rows = []

@@ -178,3 +178,79 @@ def test_each_corruption_breaks_the_rule_in_its_own_way(kind):
                         ["metal"] * 4) == "wrong_target"
     assert rule_verdict(["arrow", "cube", "cube", "sphere"], 3, [5, 2, 3, 4],
                         ["metal"] * 4) == "arrow_not_nearest"
+
+
+def _one(shape, pos, yaw=None, target=1, eye=(0.0, -8.0, 4.0), look=(0.0, 0.4, 0.0)):
+    """A one-scene layout with objects ``shape`` at floor ``pos`` and a fixed camera."""
+    from gnm.data.arrow_room import Layout
+
+    k = len(shape)
+    return Layout(np.array([shape]), np.zeros((1, k), int), np.array([0]),
+                  np.array([pos], float), np.array([yaw if yaw is not None else [0.0] * k]),
+                  np.array([target]), np.array([eye]), np.array([look]))
+
+
+def test_seen_needs_the_pixel_count_and_the_visible_fraction_by_hand():
+    from gnm.data.arrow_room import MIN_VISIBLE, MIN_VISIBLE_FRACTION, seen
+
+    ids = torch.full((3, 128, 128), -1)
+    ids[:, :10, :20] = 0  # object 0 shows 200 px in every scene
+    ids[:, 20:30, :10] = 1  # object 1 shows 100 px (>= MIN_VISIBLE = 90)
+    alone = torch.tensor([[200, 100], [200, 100 / MIN_VISIBLE_FRACTION + 1], [200, 100]])
+    present = torch.tensor([[True, True], [True, True], [True, False]])
+    assert seen(ids, alone, present).tolist() == [True, False, True]
+    ids[0, 20:30, :10] = -1
+    ids[0, 20:28, :10] = 1  # 80 px: under MIN_VISIBLE although all of it is visible
+    assert MIN_VISIBLE > 80 and not bool(seen(ids, torch.tensor([[200, 80]]), present[:1])[0])
+
+
+def test_render_counts_each_object_alone():
+    lay = _one([0, 1], [[0.0, 0.5], [0.0, 2.5]])  # a sphere in front of a cube, one line
+    out = render(lay, 64, shadow_samples=1)
+    front = render(_one([0, -1], [[0.0, 0.5], [0.0, 50.0]]), 64, shadow_samples=1)
+    back = render(_one([-1, 1], [[0.0, 50.0], [0.0, 2.5]]), 64, shadow_samples=1)
+    alone = out["alone"][0].tolist()
+    assert alone == [int((front["ids"] == 0).sum()), int((back["ids"] == 1).sum())]
+    assert alone[0] == int((out["ids"] == 0).sum())  # nothing hides the front sphere
+    assert 0 < int((out["ids"] == 1).sum()) < alone[1]  # the sphere hides part of the cube
+
+
+def test_pointing_gap_by_projective_geometry():
+    from gnm.data.arrow_room import pointing_gap
+
+    # floor points on one floor line stay on one image line: the gap is zero
+    line = _one([ARROW, 0, 1, 1], [[0.0, -2.0], [1.0, 1.0], [2.0, 4.0], [-2.0, 1.0]])
+    assert pointing_gap(line)[0] == pytest.approx(0.0, abs=1e-3)
+    # mirror-symmetric others about the camera's plane of symmetry: equal gaps, both > 0
+    sym = _one([ARROW, 0, 1, 1], [[0.0, -2.0], [0.0, 2.0], [1.5, 2.0], [-1.5, 2.0]])
+    left = _one([ARROW, 0, 1, -1], [[0.0, -2.0], [0.0, 2.0], [-1.5, 2.0], [0.0, 50.0]])
+    right = _one([ARROW, 0, -1, 1], [[0.0, -2.0], [0.0, 2.0], [0.0, 50.0], [1.5, 2.0]])
+    g = pointing_gap(stack_layouts([sym, left, right]))
+    assert g[0] == pytest.approx(g[1], abs=1e-4) == pytest.approx(g[2], abs=1e-4) and g[0] > 5
+    # with the others absent (-1) there is nothing to confuse it with
+    alone = _one([ARROW, 0, -1, -1], [[0.0, -2.0], [0.0, 2.0], [0.0, 3.0], [1.0, 1.0]])
+    assert pointing_gap(alone)[0] == 180.0
+
+
+def test_check_scenes_rejects_ambiguous_pointing():
+    from gnm.data.arrow_room import MIN_POINTING_GAP, pointing_gap
+
+    lay = stack_layouts([sample_layout(np.random.default_rng([2, 0]))] * 2)
+    target = int(lay.target[0])
+    other = [k for k in (1, 2, 3) if k != target][0]
+    lay.pos[1, other] = lay.pos[1, 0] + 1.45 * (lay.pos[1, target] - lay.pos[1, 0])  # behind it
+    gaps = pointing_gap(lay)
+    assert gaps[0] >= MIN_POINTING_GAP and gaps[1] < 1.0
+    ok = check_scenes(lay, render(lay, 64, shadow_samples=1))
+    assert ok[0] and not ok[1]
+
+
+@pytest.mark.parametrize("size,supersample", [(64, 2), (48, 1)])
+def test_probe_gives_renders_hit_buffer_without_shading(size, supersample):
+    from gnm.data.arrow_room import probe
+
+    lay = stack_layouts([sample_layout(np.random.default_rng([5, i])) for i in range(4)])
+    full = render(lay, size, shadow_samples=1, supersample=supersample)
+    quick = probe(lay, size, supersample)
+    assert torch.equal(quick["ids"], full["ids"]) and torch.equal(quick["alone"], full["alone"])
+    assert (full["ids"] >= 0).any() and (quick["alone"] > 0).all()

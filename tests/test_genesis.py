@@ -278,3 +278,31 @@ def test_genesis_beta_warmup_scales_only_the_loss_kl():
         kl = out["kl_mask"] + out["kl_comp"]
         torch.testing.assert_close(out["loss"], -(out["recon_ll"] - 10.0 * w * kl))
         torch.testing.assert_close(out["elbo"], out["recon_ll"] - kl)  # unweighted
+
+
+SUBPIXEL = dict(mask_decoder="subpixel", mask_dec_filters=(8, 4), mask_dec_kernels=(1, 3, 3),
+                mask_dec_upscales=(4, 4, 2))
+
+
+def test_subpixel_mask_decoder_masks_gradients_and_objective():
+    model, x = make(**SUBPIXEL), images()
+    assert not isinstance(model.mask_decoder, SpatialBroadcastDecoder)
+    logits = model.mask_decoder(torch.randn(5, 4))
+    assert logits.shape == (5, 1, 32, 32) and logits.std() > 0  # a spatial map per z_m
+    d = model.decompose(x)
+    torch.testing.assert_close(d["masks"].sum(1), torch.ones(2, 1, 32, 32))
+    out = model(x, step=0)
+    out["loss"].backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum()]
+    assert not missing
+    kl = out["kl_mask"] + out["kl_comp"]
+    torch.testing.assert_close(out["loss"], -(out["recon_ll"] - 10.0 * kl))
+
+
+def test_subpixel_mask_decoder_config_errors():
+    with pytest.raises(GNMError, match="multiply to 16, but the images are 32 px"):
+        make(**{**SUBPIXEL, "mask_dec_upscales": (4, 2, 2)})
+    with pytest.raises(GNMError, match="one more than model.mask_dec_filters"):
+        make(**{**SUBPIXEL, "mask_dec_filters": (8,)})
+    with pytest.raises(GNMError, match="mask_decoder='deconv' is unknown"):
+        make(mask_decoder="deconv")

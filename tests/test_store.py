@@ -145,3 +145,23 @@ def test_cli_make_and_errors(tmp_path, fake_mnist, monkeypatch, capsys):
         assert cli.main(argv) == 2
         err = capsys.readouterr().err
         assert err.startswith("gnm: error: ") and match in err and err.count("\n") == 1
+
+
+def test_export_of_another_scene_version_is_refused(tmp_path, fake_mnist, monkeypatch):
+    from gnm.data import registry
+
+    out = tmp_path / "d"
+    _export(out, fake_mnist)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["scene_version"] == registry.dataset_spec("mnist4_10").version == 1
+    spec = registry.dataset_spec("mnist4_10")
+    monkeypatch.setitem(registry._DATASETS, "mnist4_10",
+                        registry.DatasetSpec(spec.build, spec.channels, spec.options, 2))
+    with pytest.raises(GNMError, match="version 1, but this gnm makes version 2"):
+        store.SceneShards(out)
+    with pytest.raises(GNMError, match="delete the folder and export again"):
+        _export(out, fake_mnist)
+    del manifest["scene_version"]  # exports made before versions were recorded hold version 1
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(GNMError, match="version 1, but"):
+        store.SceneShards(out)

@@ -139,20 +139,23 @@ def _baseline(name: str, cpu: bool, **fields) -> Callable[[], Config]:
 
 
 def _genesis_cpu() -> Config:
-    """GENESIS at 64 px with 16-channel broadcast decoders, 20k steps (lr decay from 14k) and a
-    two-hour wall-clock limit: its step costs about 6× a ConvDRAW step (every component decodes
-    a full-size mask and image), so the 56k-step recipe would take far longer than two hours.
+    """GENESIS at 64 px with 16-channel component broadcast decoders, a sub-pixel mask decoder,
+    20k steps (lr decay from 14k) and a two-hour wall-clock limit: its step costs about 6× a
+    ConvDRAW step (every component decodes a full-size image), so the 56k-step recipe would
+    take far longer than two hours.
 
     Pixel σ 0.1 (as the other CPU baselines) and the CPU KL warm-up: with the official σ 0.7 a
     perfect reconstruction of a 64-px MNIST-4 scene gains only about 73 nats over the black
     image, less than β = 10 times any useful KL, so the posterior collapsed (KL 0 from step
     1.2k to 13.5k, recorded in docs/results/genesis-cpu-collapsed). At σ 0.1 the per-pixel
     mixture likelihood has an optimum that needs no latent at all (a "palette": one black
-    component filling the image, the others flat grey; on MNIST's nearly binary pixels it scores
-    about 4,800 nats, a faithful reconstruction little more), which a run with a 32-channel mask
-    decoder and β = 1 found by step 400 (docs/results/HISTORY.md): no CPU GENESIS result yet."""
-    cfg = _baseline("genesis", True, mask_dec_channels=16, comp_dec_channels=16, sigma=0.1,
-                    beta_warmup=_CPU_WARMUP)()
+    component filling the image, the others flat grey; about 4,800 nats on MNIST-4), and with
+    a 16-channel *broadcast* mask decoder every run stayed there, even one whose only goal was
+    the reconstruction (GECO with λ at its bound): such a decoder cannot draw digit-shaped
+    masks. The sub-pixel mask decoder (``model.mask_decoder="subpixel"``, ×64 in five
+    sub-pixel convs) passed the palette by step 500 (5,037 nats)."""
+    cfg = _baseline("genesis", True, mask_decoder="subpixel", mask_dec_upscales=(4, 2, 2, 2, 2),
+                    comp_dec_channels=16, sigma=0.1, beta_warmup=_CPU_WARMUP)()
     cfg.train.steps, cfg.train.time_limit_s = 20_000, 7200
     cfg.train.lr_scale = Schedule(14_000, -1, 1.0, 0.1)
     return cfg

@@ -14,9 +14,11 @@ thing (``KINDS``, with the verdict of :func:`gnm.data.arrow_room.rule_verdict` i
 ``extra_object``       a fifth object (a sphere, cube or cylinder) joins the far half
                        (``wrong_count``)
 
-A corrupted layout is kept only if every object in it still shows at least ``MIN_VISIBLE``
-pixels (scaled to the size) inside the frame; otherwise the next base layout of the same index
-is tried. Everything is a pure function of ``(seed, split, index, kind)``.
+A corrupted layout is kept only if every object in it is still
+:func:`~gnm.data.arrow_room.seen` (enough of it visible) inside the frame; otherwise the next
+base layout of the same index is tried; so is one whose valid layout points ambiguously
+(:func:`~gnm.data.arrow_room.pointing_gap` under ``MIN_POINTING_GAP``). Everything is a pure
+function of ``(seed, split, index, kind)``.
 """
 
 from __future__ import annotations
@@ -27,11 +29,13 @@ import numpy as np
 import torch
 
 from gnm.data.arrow_room import (
-    MIN_VISIBLE,
+    MIN_POINTING_GAP,
     SIZE,
     ArrowRoomGenerator,
     Layout,
     annotate,
+    pointing_gap,
+    seen,
 )
 
 KINDS: dict[str, str] = {
@@ -87,13 +91,11 @@ def corrupt_layout(layout: Layout, kind: str, rng: np.random.Generator) -> Layou
     return lay
 
 
-def _all_visible(layout: Layout, ids: torch.Tensor) -> bool:
-    s = ids.shape[-1]
-    least = MIN_VISIBLE * (s / 128) ** 2
+def _all_visible(layout: Layout, out: dict[str, torch.Tensor]) -> bool:
+    ids = out["ids"]
     border = torch.cat([ids[0, 0], ids[0, -1], ids[0, :, 0], ids[0, :, -1]])
-    present = [k for k, v in enumerate(layout.shape[0].tolist()) if v >= 0]
-    return (all(int((ids[0] == k).sum()) >= least for k in present)
-            and not bool((border >= 0).any()))
+    present = torch.from_numpy(layout.shape >= 0)
+    return bool(seen(ids, out["alone"], present)[0]) and not bool((border >= 0).any())
 
 
 def corrupted_batch(gen: ArrowRoomGenerator, indices, kind: str) -> tuple[np.ndarray, list]:
@@ -105,9 +107,11 @@ def corrupted_batch(gen: ArrowRoomGenerator, indices, kind: str) -> tuple[np.nda
         for attempt in range(64):
             rng = np.random.default_rng([gen.seed, 11, code, int(i), attempt])
             base = gen.layout(int(i), attempt)
+            if pointing_gap(base)[0] < MIN_POINTING_GAP and attempt < 63:
+                continue  # the valid scene it corrupts must point unambiguously
             lay = corrupt_layout(base, kind, rng)
             out = gen.render(lay)
-            if _all_visible(lay, out["ids"]):
+            if _all_visible(lay, out):
                 break
         note = annotate(int(i), gen.split, lay, out, attempt)
         note["corruption"] = kind

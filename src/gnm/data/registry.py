@@ -33,12 +33,14 @@ BUILTIN = {"mnist4": "gnm.data.scenes", "mnist10": "gnm.data.scenes",
 @dataclass(frozen=True)
 class DatasetSpec:
     """How to build one named dataset: ``build(data_cfg, split, seed, mnist)``, its image
-    channels (``data.channels`` must equal them) and which of the data section's
-    dataset-specific fields (:data:`OPTIONS`) it reads."""
+    channels (``data.channels`` must equal them), which of the data section's
+    dataset-specific fields (:data:`OPTIONS`) it reads, and the version of the scenes it makes
+    (bumped whenever the same seed, split and index give another scene; exports record it)."""
 
     build: Callable[..., torch.utils.data.Dataset]
     channels: int = 1
     options: tuple[str, ...] = ()
+    version: int = 1
 
 
 #: fields of the data section that only some datasets read (each says so in its registration);
@@ -50,10 +52,11 @@ _DATASETS: dict[str, DatasetSpec] = {}
 
 
 def register_dataset(name: str, build: Callable[..., torch.utils.data.Dataset],
-                     channels: int = 1, options: tuple[str, ...] = ()) -> None:
+                     channels: int = 1, options: tuple[str, ...] = (), version: int = 1) -> None:
     """Make ``build_dataset`` build ``build(data_cfg, split, seed, mnist)`` for
-    ``data.dataset == name``; ``options`` names the fields of :data:`OPTIONS` it reads."""
-    _DATASETS[name] = DatasetSpec(build, channels, tuple(options))
+    ``data.dataset == name``; ``options`` names the fields of :data:`OPTIONS` it reads,
+    ``version`` the version of its scenes (:class:`DatasetSpec`)."""
+    _DATASETS[name] = DatasetSpec(build, channels, tuple(options), int(version))
 
 
 def dataset_spec(name: str) -> DatasetSpec:

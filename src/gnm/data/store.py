@@ -34,7 +34,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from gnm.data.mnist import sha256_file
-from gnm.data.registry import check_options
+from gnm.data.registry import check_options, dataset_spec
 from gnm.data.scenes import (
     MAX_OBJECTS,
     SceneGenerator,
@@ -122,7 +122,24 @@ def _load_manifest(out: Path) -> dict[str, Any] | None:
     except (ValueError, OSError) as exc:
         raise GNMError(f"{path} is unreadable or not a gnm manifest ({exc}); delete the folder "
                        "and export again.") from exc
+    _check_scene_version(out, manifest)
     return manifest
+
+
+def _check_scene_version(out: Path, manifest: dict[str, Any]) -> None:
+    """A GNMError if the export holds scenes of another version than its dataset makes now
+    (``scene_version``; exports without it hold version 1)."""
+    name = manifest.get("dataset")
+    if not isinstance(name, str):
+        return
+    try:
+        now = dataset_spec(name).version
+    except GNMError:
+        return  # an unknown dataset is reported where the export is used
+    held = manifest.get("scene_version", 1)
+    if held != now:
+        raise GNMError(f"{out} holds {name} scenes of version {held}, but this gnm makes version "
+                       f"{now} (the generator changed); delete the folder and export again.")
 
 
 @dataclass
@@ -208,7 +225,9 @@ def make_scenes(dataset: str, split: str, n: int, out: str | Path, *, size: int 
         if out.exists() and any(out.iterdir()):
             raise GNMError(f"output folder {out} is not empty and holds no {MANIFEST}; choose an "
                            "empty or new --out.")
-        manifest = {"version": STORE_VERSION, **params, "complete": False, "shards": []}
+        manifest = {"version": STORE_VERSION, **params,
+                    "scene_version": dataset_spec(dataset).version, "complete": False,
+                    "shards": []}
     else:
         keys = _PARAM_KEYS + tuple(options)
         theirs = {k: manifest.get(k, [] if k in options else None) for k in keys}

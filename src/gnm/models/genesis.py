@@ -54,7 +54,7 @@ from gnm.models.geco import Geco
 from gnm.models.gnm import check_temperature, need
 from gnm.models.losses import beta_elbo, kl_normal, noise, normal_log_prob
 from gnm.models.registry import register_model
-from gnm.nn import MLP, ConvStack
+from gnm.nn import MLP, ConvStack, SubPixelDecoder
 from gnm.nn.broadcast import SpatialBroadcastDecoder
 from gnm.schedule import Schedule
 
@@ -72,8 +72,14 @@ class GenesisConfig:
     mask_enc_downsample: int = 8  # total stride (a power of 2: that many leading stride-2 convs)
     mask_feature: int = 700  # size of the image feature h (the MLP after the mask encoder)
     mask_lstm_hidden: int = 128  # LSTM of q(z_m^k | x, z_m^{k-1}) (official: 2·Dm)
+    mask_decoder: str = "broadcast"  # "broadcast" or "subpixel" (see MaskDecoders below)
     mask_dec_channels: int = 32  # hidden channels of the mask broadcast decoder
     mask_dec_layers: int = 3  # its 3×3 convs
+    # the "subpixel" mask decoder: z_m as a 1×1 map, sub-pixel convs with these hidden
+    # filters (LN + CELU after each), then one to the logit map; kernels and upscales per conv
+    mask_dec_filters: tuple[int, ...] = (64, 32, 32, 16)
+    mask_dec_kernels: tuple[int, ...] = (1, 3, 3, 3, 3)
+    mask_dec_upscales: tuple[int, ...] = (4, 4, 2, 2, 2)
     comp_enc_filters: tuple[int, ...] = (32, 32, 64, 64)  # component encoder (3×3, stride 2)
     comp_enc_hidden: int = 256  # the layer between the component encoding and (µ, σ)
     comp_dec_channels: int = 32  # hidden channels of the component broadcast decoder
@@ -93,12 +99,20 @@ class GenesisConfig:
 
 LIMITS = {**dict.fromkeys(("z_mask_dim", "z_comp_dim", "mask_enc_filters", "mask_enc_kernel",
                            "mask_enc_downsample", "mask_feature", "mask_lstm_hidden",
-                           "mask_dec_channels", "mask_dec_layers", "comp_enc_filters",
+                           "mask_dec_channels", "mask_dec_layers", "mask_dec_filters",
+                           "mask_dec_kernels", "mask_dec_upscales", "comp_enc_filters",
                            "comp_enc_hidden", "comp_dec_channels", "comp_dec_layers",
                            "prior_lstm_hidden", "prior_mlp_hidden", "presence_pixels"), ">= 1"),
           "components": ">= 2", "beta": ">= 0", "sigma": "> 0", "std_floor": ">= 0",
           "geco_speed": ">= 0", "geco_alpha": ">= 0"}
 OBJECTIVES = ("elbo", "geco")
+#: mask decoders: "broadcast", a spatial broadcast decoder (gnm.nn.broadcast; every pixel an
+#: MLP of its coordinates and z_m); "subpixel", z_m as a 1×1 map upsampled by sub-pixel convs
+#: (gnm.nn.SubPixelDecoder, ×Π mask_dec_upscales = the image side), closer to the official
+#: model's deconvolution net. At 64 px with 16 channels the broadcast decoder drew no digit
+#: shapes: GENESIS stayed at the latent-free "palette" even with reconstruction as its only
+#: goal (GECO, λ at its bound; docs/results/genesis-cpu-collapsed).
+MASK_DECODERS = ("broadcast", "subpixel")
 
 
 # ------------------------------------------------------------------------------------ helpers
@@ -197,8 +211,22 @@ class Genesis(nn.Module):
         self.mask_head_first = nn.Linear(cfg.mask_feature, 2 * dm)
         self.mask_rnn = nn.LSTMCell(cfg.mask_feature + dm, cfg.mask_lstm_hidden)
         self.mask_head = nn.Linear(cfg.mask_lstm_hidden, 2 * dm)
-        self.mask_decoder = SpatialBroadcastDecoder(dm, 1, cfg.mask_dec_channels,
-                                                    cfg.mask_dec_layers, size)
+        need(cfg.mask_decoder in MASK_DECODERS, f"model.mask_decoder={cfg.mask_decoder!r} is "
+             f"unknown; choose {' or '.join(MASK_DECODERS)}.")
+        if cfg.mask_decoder == "subpixel":
+            ups = math.prod(cfg.mask_dec_upscales)
+            need(len(cfg.mask_dec_filters) + 1 == len(cfg.mask_dec_kernels)
+                 == len(cfg.mask_dec_upscales), "model.mask_dec_kernels and mask_dec_upscales "
+                 "need one entry per conv: one more than model.mask_dec_filters.")
+            need(ups == size, f"model.mask_dec_upscales multiply to {ups}, but the images are "
+                 f"{size} px; make their product {size}.")
+            self.mask_decoder = nn.Sequential(
+                nn.Unflatten(1, (dm, 1, 1)),
+                SubPixelDecoder(dm, [*cfg.mask_dec_filters, 1], cfg.mask_dec_kernels,
+                                cfg.mask_dec_upscales))
+        else:
+            self.mask_decoder = SpatialBroadcastDecoder(dm, 1, cfg.mask_dec_channels,
+                                                        cfg.mask_dec_layers, size)
         self.prior_rnn = nn.LSTMCell(dm, cfg.prior_lstm_hidden)
         self.prior_head = nn.Linear(cfg.prior_lstm_hidden, 2 * dm)
         nc = len(cfg.comp_enc_filters)
