@@ -1,5 +1,6 @@
 """The Arrow Room generator: the rule holds, ground truth matches the pixels, determinism."""
 
+import dataclasses
 import math
 
 import numpy as np
@@ -11,6 +12,7 @@ from gnm.data.arrow_room import (
     SIZE,
     ArrowRoomGenerator,
     check_scenes,
+    probe,
     render,
     sample_layout,
     stack_layouts,
@@ -82,7 +84,7 @@ def test_check_scenes_rejects_a_hidden_object_and_a_far_arrow():
     lay.pos[1, 2] = lay.pos[1, 1] + [0.0, 2.2 * SIZE]  # behind object 1, seen through it
     lay.pos[1, 3] = lay.pos[1, 1] + [0.0, 1.0 * SIZE]
     lay.pos[2, 0] = [0.0, 4.0]  # the arrow far away
-    ok = check_scenes(lay, render(lay, 64, shadow_samples=1))
+    ok = check_scenes(lay, probe(lay, 64))
     assert ok[0] and not ok[2]
     assert lay.shape[0, 0] == ARROW
 
@@ -204,9 +206,9 @@ def test_seen_needs_the_pixel_count_and_the_visible_fraction_by_hand():
     assert MIN_VISIBLE > 80 and not bool(seen(ids, torch.tensor([[200, 80]]), present[:1])[0])
 
 
-def test_render_counts_each_object_alone():
+def test_probe_counts_each_object_alone():
     lay = _one([0, 1], [[0.0, 0.5], [0.0, 2.5]])  # a sphere in front of a cube, one line
-    out = render(lay, 64, shadow_samples=1)
+    out = probe(lay, 64)
     front = render(_one([0, -1], [[0.0, 0.5], [0.0, 50.0]]), 64, shadow_samples=1)
     back = render(_one([-1, 1], [[0.0, 50.0], [0.0, 2.5]]), 64, shadow_samples=1)
     alone = out["alone"][0].tolist()
@@ -241,16 +243,18 @@ def test_check_scenes_rejects_ambiguous_pointing():
     lay.pos[1, other] = lay.pos[1, 0] + 1.45 * (lay.pos[1, target] - lay.pos[1, 0])  # behind it
     gaps = pointing_gap(lay)
     assert gaps[0] >= MIN_POINTING_GAP and gaps[1] < 1.0
-    ok = check_scenes(lay, render(lay, 64, shadow_samples=1))
+    ok = check_scenes(lay, probe(lay, 64))
     assert ok[0] and not ok[1]
 
 
 @pytest.mark.parametrize("size,supersample", [(64, 2), (48, 1)])
 def test_probe_gives_renders_hit_buffer_without_shading(size, supersample):
-    from gnm.data.arrow_room import probe
-
     lay = stack_layouts([sample_layout(np.random.default_rng([5, i])) for i in range(4)])
     full = render(lay, size, shadow_samples=1, supersample=supersample)
     quick = probe(lay, size, supersample)
-    assert torch.equal(quick["ids"], full["ids"]) and torch.equal(quick["alone"], full["alone"])
-    assert (full["ids"] >= 0).any() and (quick["alone"] > 0).all()
+    assert torch.equal(quick["ids"], full["ids"]) and (full["ids"] >= 0).any()
+    for k in range(4):  # each object rendered on its own covers its `alone` pixels
+        only = lay.shape.copy()
+        only[:, [j for j in range(4) if j != k]] = -1
+        solo = render(dataclasses.replace(lay, shape=only), size, 1, supersample)["ids"]
+        assert torch.equal(quick["alone"][:, k], (solo == k).sum((1, 2)))

@@ -35,6 +35,7 @@ from gnm.data.arrow_room import (
     Layout,
     annotate,
     pointing_gap,
+    probe,
     seen,
 )
 
@@ -92,6 +93,8 @@ def corrupt_layout(layout: Layout, kind: str, rng: np.random.Generator) -> Layou
 
 
 def _all_visible(layout: Layout, out: dict[str, torch.Tensor]) -> bool:
+    """Every object of a one-scene ``layout`` is seen and none touches the border (``out``:
+    :func:`~gnm.data.arrow_room.probe`'s)."""
     ids = out["ids"]
     border = torch.cat([ids[0, 0], ids[0, -1], ids[0, :, 0], ids[0, :, -1]])
     present = torch.from_numpy(layout.shape >= 0)
@@ -110,9 +113,9 @@ def corrupted_batch(gen: ArrowRoomGenerator, indices, kind: str) -> tuple[np.nda
             if pointing_gap(base)[0] < MIN_POINTING_GAP and attempt < 63:
                 continue  # the valid scene it corrupts must point unambiguously
             lay = corrupt_layout(base, kind, rng)
-            out = gen.render(lay)
-            if _all_visible(lay, out):
+            if _all_visible(lay, probe(lay, gen.size, gen.supersample)):
                 break
+        out = gen.render(lay)
         note = annotate(int(i), gen.split, lay, out, attempt)
         note["corruption"] = kind
         images.append((out["image"][0].permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8))

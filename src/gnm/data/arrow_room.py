@@ -80,9 +80,9 @@ def render(layout: Layout, size: int = 128, shadow_samples: int = 4,
            supersample: int = 1) -> dict[str, torch.Tensor]:
     """Render a batch: ``image [B, 3, S, S]`` float in [0, 1], the hit buffer ``ids [B, S, S]``
     (object index 0-3, −1 floor or sky) and ``depth [B, S, S]`` (ray distance, world units;
-    inf for sky), and ``alone [B, K]``: the pixels of the hit buffer each object slot would
-    cover with no other object in the scene. With ``supersample = k`` the picture is rendered
-    at ``k·S`` and averaged down (the hit buffer is the central sub-pixel's)."""
+    inf for sky). With ``supersample = k`` the picture is rendered at ``k·S`` and averaged down
+    (the hit buffer is the central sub-pixel's). :func:`probe` gives the hit buffer alone,
+    cheaply, with what :func:`check_scenes` needs."""
     full = size * supersample
     f32 = torch.float32
     eye = torch.from_numpy(layout.eye).to(f32)
@@ -135,9 +135,7 @@ def render(layout: Layout, size: int = 128, shadow_samples: int = 4,
         c = supersample // 2
         ids, depth = ids[:, c::supersample, c::supersample], depth[:, c::supersample,
                                                                   c::supersample]
-    return {"image": image.contiguous(), "ids": ids.contiguous(), "depth": depth.contiguous(),
-            "alone": _alone(_subpixel(o, full, supersample), _subpixel(v, full, supersample),
-                            kind, pos, yaw, r)}
+    return {"image": image.contiguous(), "ids": ids.contiguous(), "depth": depth.contiguous()}
 
 
 def _subpixel(t: torch.Tensor, full: int, supersample: int) -> torch.Tensor:
@@ -153,17 +151,17 @@ def _alone(o: torch.Tensor, v: torch.Tensor, kind: torch.Tensor, pos: torch.Tens
     t_floor = torch.where(v[..., 2] < 0, -o[..., 2] / v[..., 2].clamp(max=-1e-9), math.inf)
     counts = []
     for k in range(kind.shape[1]):
-        only = torch.full_like(kind, -1)
-        only[:, k] = kind[:, k]
-        t, _, _ = cast(o, v, only, pos, yaw, r, any_hit=True)
+        one = slice(k, k + 1)
+        t, _, _ = cast(o, v, kind[:, one], pos[:, one], yaw[:, one], r[:, one], any_hit=True)
         counts.append((t < t_floor).sum(1))
     return torch.stack(counts, 1)
 
 
 def probe(layout: Layout, size: int = 128, supersample: int = 1) -> dict[str, torch.Tensor]:
-    """What :func:`check_scenes` reads, without shading: the hit buffer ``ids [B, S, S]`` and
-    ``alone [B, K]``, equal to :func:`render`'s at the same size and supersampling (only the
-    hit buffer's rays are cast, no shadows), so layouts can be rejected before rendering."""
+    """What :func:`check_scenes` reads, without shading: the hit buffer ``ids [B, S, S]``
+    (equal to :func:`render`'s at the same size and supersampling: only its rays are cast, no
+    shadows) and ``alone [B, K]``, the hit-buffer pixels each object slot would cover with no
+    other object in the scene; so layouts can be rejected before they are rendered."""
     full = size * supersample
     f32 = torch.float32
     o, v = camera_rays(torch.from_numpy(layout.eye).to(f32),
@@ -209,18 +207,23 @@ def _boxes(ids: torch.Tensor, k: int) -> torch.Tensor:
 
 
 def check_scenes(layout: Layout, out: dict[str, torch.Tensor]) -> np.ndarray:
-    """Which rendered scenes are usable ``[B]`` bool: every object is :func:`seen` (enough
-    of it visible), none touches the image border, and the arrow is the nearest object to the
-    camera."""
+    """Which scenes are usable ``[B]`` bool: :func:`check_layouts`, every object :func:`seen`
+    (enough of it visible) and none touching the image border, read from ``out``'s ``ids`` and
+    ``alone`` (:func:`probe`)."""
     ids = out["ids"]
     visible = seen(ids, out["alone"], torch.from_numpy(layout.shape >= 0))
     border = torch.cat([ids[:, 0], ids[:, -1], ids[:, :, 0], ids[:, :, -1]], 1)
     inside = ~(border >= 0).any(1)
+    return visible.numpy() & inside.numpy() & check_layouts(layout)
+
+
+def check_layouts(layout: Layout) -> np.ndarray:
+    """``[B]`` bool, from the layout alone (no rays): the arrow (object 0) is the nearest object
+    to the camera and its pointing is clear (:func:`pointing_gap` ≥ ``MIN_POINTING_GAP``)."""
     centre = np.concatenate([layout.pos, np.full(layout.pos.shape[:2] + (1,), SIZE)], -1)
     dist = np.linalg.norm(centre - layout.eye[:, None], axis=-1)
-    nearest = dist.argmin(1) == 0
-    clear = pointing_gap(layout) >= MIN_POINTING_GAP
-    return visible.numpy() & inside.numpy() & nearest & clear
+    dist = np.where(layout.shape >= 0, dist, np.inf)
+    return (dist.argmin(1) == 0) & (pointing_gap(layout) >= MIN_POINTING_GAP)
 
 
 def pointing_gap(layout: Layout) -> np.ndarray:
@@ -291,9 +294,13 @@ class ArrowRoomGenerator:
         attempt = [0] * len(indices)
         done: dict[int, tuple[Layout, dict[str, torch.Tensor]]] = {}
         todo = list(range(len(indices)))
-        while todo:  # reject layouts on their hit buffers alone, then shade the kept ones
+        while todo:  # reject on the layout, then on a hit buffer, then shade the kept ones
             lay = stack_layouts([self.layout(indices[j], attempt[j]) for j in todo])
-            ok = check_scenes(lay, probe(lay, self.size, self.supersample))
+            ok = check_layouts(lay)
+            rays = np.flatnonzero(ok)
+            if len(rays):
+                picked = stack_layouts([_row(lay, row) for row in rays])
+                ok[rays] = check_scenes(picked, probe(picked, self.size, self.supersample))
             keep, left = [], []
             for row, j in enumerate(todo):
                 if ok[row] or attempt[j] + 1 >= MAX_ATTEMPTS:
