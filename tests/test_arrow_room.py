@@ -258,3 +258,11 @@ def test_probe_gives_renders_hit_buffer_without_shading(size, supersample):
         only[:, [j for j in range(4) if j != k]] = -1
         solo = render(dataclasses.replace(lay, shape=only), size, 1, supersample)["ids"]
         assert torch.equal(quick["alone"][:, k], (solo == k).sum((1, 2)))
+
+
+def test_floor_hits_by_hand():
+    from gnm.data.arrow_checks import floor_hits
+
+    o = torch.tensor([[[0.0, 0.0, 2.0], [0.0, 0.0, 1.0], [1.0, 1.0, 1.0]]])
+    v = torch.tensor([[[0.0, 0.0, -1.0], [0.6, 0.0, -0.8], [0.0, 0.6, 0.8]]])
+    assert floor_hits(o, v).tolist() == [[2.0, pytest.approx(1.25), math.inf]]

@@ -15,9 +15,9 @@ thing (``KINDS``, with the verdict of :func:`gnm.data.arrow_room.rule_verdict` i
                        (``wrong_count``)
 
 A corrupted layout is kept only if every object in it is still
-:func:`~gnm.data.arrow_room.seen` (enough of it visible) inside the frame; otherwise the next
+:func:`~gnm.data.arrow_checks.seen` (enough of it visible) inside the frame; otherwise the next
 base layout of the same index is tried; so is one whose valid layout points ambiguously
-(:func:`~gnm.data.arrow_room.pointing_gap` under ``MIN_POINTING_GAP``). Everything is a pure
+(:func:`~gnm.data.arrow_checks.pointing_gap` under ``MIN_POINTING_GAP``). Everything is a pure
 function of ``(seed, split, index, kind)``.
 """
 
@@ -28,16 +28,8 @@ import math
 import numpy as np
 import torch
 
-from gnm.data.arrow_room import (
-    MIN_POINTING_GAP,
-    SIZE,
-    ArrowRoomGenerator,
-    Layout,
-    annotate,
-    pointing_gap,
-    probe,
-    seen,
-)
+from gnm.data.arrow_checks import MIN_POINTING_GAP, pointing_gap, probe, seen
+from gnm.data.arrow_room import SIZE, ArrowRoomGenerator, Layout, annotate
 
 KINDS: dict[str, str] = {
     "wrong_pointing": "wrong_target", "three_alike": "three_alike",
