@@ -87,6 +87,9 @@ def test_check_scenes_rejects_a_hidden_object_and_a_far_arrow():
     ok = check_scenes(lay, probe(lay, 64))
     assert ok[0] and not ok[2]
     assert lay.shape[0, 0] == ARROW
+    from gnm.data.arrow_room import check_layouts
+
+    assert check_layouts(lay)[0] and not check_layouts(lay)[2]  # the far arrow: no rays needed
 
 
 def test_registry_builds_arrow_with_three_channels():
