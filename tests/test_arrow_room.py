@@ -269,3 +269,20 @@ def test_floor_hits_by_hand():
     o = torch.tensor([[[0.0, 0.0, 2.0], [0.0, 0.0, 1.0], [1.0, 1.0, 1.0]]])
     v = torch.tensor([[[0.0, 0.0, -1.0], [0.6, 0.0, -0.8], [0.0, 0.6, 0.8]]])
     assert floor_hits(o, v).tolist() == [[2.0, pytest.approx(1.25), math.inf]]
+
+
+def test_visible_inside_needs_seen_objects_off_the_border():
+    from gnm.data.arrow_checks import visible_inside
+
+    lay = _one([0, 1], [[0.0, 0.5], [0.0, 2.5]])
+    ids = torch.full((1, 128, 128), -1)
+    ids[0, 10:20, 10:30] = 0  # 200 px each, everything visible
+    ids[0, 40:50, 10:30] = 1
+    alone = torch.tensor([[200, 200]])
+    assert visible_inside(lay, {"ids": ids, "alone": alone}).tolist() == [True]
+    edge = ids.clone()
+    edge[0, 40:50, 0:20] = 1  # object 1 now touches the left border
+    assert visible_inside(lay, {"ids": edge, "alone": torch.tensor([[200, 300]])}).tolist() == [
+        False]
+    assert visible_inside(lay, {"ids": ids, "alone": torch.tensor([[200, 400]])}).tolist() == [
+        False]  # object 1 shows only half of itself

@@ -9,8 +9,8 @@ A layout of :mod:`gnm.data.arrow_room` is kept only if
 * every object is seen (:func:`seen`): at least ``MIN_VISIBLE`` pixels at 128 px (scaled by
   (size / 128)²) and at least ``MIN_VISIBLE_FRACTION`` of the pixels it would cover alone, so
   no object is mostly hidden behind another, and none touches the border
-  (:func:`check_scenes`, on the hit buffer of :func:`probe`, which casts no shadows and
-  shades nothing).
+  (:func:`visible_inside`, on the hit buffer of :func:`probe`, which casts no shadows and
+  shades nothing). :func:`check_scenes` is both.
 
 Scene version 1 had only the pixel count (objects down to about a third visible) and no
 pointing margin.
@@ -89,15 +89,19 @@ def seen(ids: torch.Tensor, alone: torch.Tensor, present: torch.Tensor) -> torch
     return (enough | ~present).all(1)
 
 
-def check_scenes(layout: Layout, out: dict[str, torch.Tensor]) -> np.ndarray:
-    """Which scenes are usable ``[B]`` bool: :func:`check_layouts`, every object :func:`seen`
-    (enough of it visible) and none touching the image border, read from ``out``'s ``ids`` and
-    ``alone`` (:func:`probe`)."""
+def visible_inside(layout: Layout, out: dict[str, torch.Tensor]) -> np.ndarray:
+    """``[B]`` bool: every object of ``layout`` is :func:`seen` (enough of it visible) and none
+    touches the image border, read from ``out``'s ``ids`` and ``alone`` (:func:`probe`)."""
     ids = out["ids"]
     visible = seen(ids, out["alone"], torch.from_numpy(layout.shape >= 0))
     border = torch.cat([ids[:, 0], ids[:, -1], ids[:, :, 0], ids[:, :, -1]], 1)
-    inside = ~(border >= 0).any(1)
-    return visible.numpy() & inside.numpy() & check_layouts(layout)
+    return (visible & ~(border >= 0).any(1)).numpy()
+
+
+def check_scenes(layout: Layout, out: dict[str, torch.Tensor]) -> np.ndarray:
+    """Which scenes are usable ``[B]`` bool: :func:`check_layouts` and :func:`visible_inside`
+    (``out``: :func:`probe`'s)."""
+    return visible_inside(layout, out) & check_layouts(layout)
 
 
 def check_layouts(layout: Layout) -> np.ndarray:

@@ -14,9 +14,9 @@ thing (``KINDS``, with the verdict of :func:`gnm.data.arrow_room.rule_verdict` i
 ``extra_object``       a fifth object (a sphere, cube or cylinder) joins the far half
                        (``wrong_count``)
 
-A corrupted layout is kept only if every object in it is still
-:func:`~gnm.data.arrow_checks.seen` (enough of it visible) inside the frame; otherwise the next
-base layout of the same index is tried; so is one whose valid layout points ambiguously
+A corrupted layout is kept only if every object in it is still enough visible and inside the
+frame (:func:`~gnm.data.arrow_checks.visible_inside`); otherwise the next base layout of the
+same index is tried; so is one whose valid layout points ambiguously
 (:func:`~gnm.data.arrow_checks.pointing_gap` under ``MIN_POINTING_GAP``). Everything is a pure
 function of ``(seed, split, index, kind)``.
 """
@@ -26,9 +26,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import torch
 
-from gnm.data.arrow_checks import MIN_POINTING_GAP, pointing_gap, probe, seen
+from gnm.data.arrow_checks import MIN_POINTING_GAP, pointing_gap, probe, visible_inside
 from gnm.data.arrow_room import SIZE, ArrowRoomGenerator, Layout, annotate
 
 KINDS: dict[str, str] = {
@@ -84,15 +83,6 @@ def corrupt_layout(layout: Layout, kind: str, rng: np.random.Generator) -> Layou
     return lay
 
 
-def _all_visible(layout: Layout, out: dict[str, torch.Tensor]) -> bool:
-    """Every object of a one-scene ``layout`` is seen and none touches the border (``out``:
-    :func:`~gnm.data.arrow_room.probe`'s)."""
-    ids = out["ids"]
-    border = torch.cat([ids[0, 0], ids[0, -1], ids[0, :, 0], ids[0, :, -1]])
-    present = torch.from_numpy(layout.shape >= 0)
-    return bool(seen(ids, out["alone"], present)[0]) and not bool((border >= 0).any())
-
-
 def corrupted_batch(gen: ArrowRoomGenerator, indices, kind: str) -> tuple[np.ndarray, list]:
     """Corrupted scenes for ``indices``: images uint8 ``[B, S, S, 3]`` and annotations (their
     ``verdict`` is the rule's on the corrupted ground truth, ``corruption`` the kind)."""
@@ -105,7 +95,7 @@ def corrupted_batch(gen: ArrowRoomGenerator, indices, kind: str) -> tuple[np.nda
             if pointing_gap(base)[0] < MIN_POINTING_GAP and attempt < 63:
                 continue  # the valid scene it corrupts must point unambiguously
             lay = corrupt_layout(base, kind, rng)
-            if _all_visible(lay, probe(lay, gen.size, gen.supersample)):
+            if visible_inside(lay, probe(lay, gen.size, gen.supersample))[0]:
                 break
         out = gen.render(lay)
         note = annotate(int(i), gen.split, lay, out, attempt)

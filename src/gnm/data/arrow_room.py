@@ -45,6 +45,7 @@ from gnm.data.arrow_checks import (  # noqa: F401  (the check names are this mod
     pointing_gap,
     probe,
     seen,
+    visible_inside,
 )
 from gnm.data.arrow_layout import (  # noqa: F401  (the layout names are this module's too)
     COLOURS,
