@@ -85,3 +85,31 @@ def test_route_errors():
         S.route_images(object(), torch.rand(2, 1, 8, 8))
     with pytest.raises(GNMError, match="N >= 1"):
         S.route_images(GNM(ModelConfig(**TINY), size=32), torch.rand(0, 1, 32, 32))
+
+
+def test_routes_are_judged_by_the_datasets_own_judge_arrow_room():
+    """The Arrow Room has its own judge: real scenes pass, the three-alike corruption fails
+    with that judge's verdict (the routes are not judged as digits)."""
+    from gnm.data.arrow_corrupt import corrupted_batch as arrow_corrupted
+    from gnm.data.arrow_room import ArrowRoomGenerator
+
+    def rgb(images) -> torch.Tensor:
+        return torch.from_numpy(images).float().div(255).permute(0, 3, 1, 2).contiguous()
+
+    gen = ArrowRoomGenerator("val", 64, seed=11)
+    x = rgb(gen.batch(range(20))[0])
+    stub = Stub(x, rgb(arrow_corrupted(gen, range(20), "three_alike")[0]))
+    r = S.structure_sources(stub, x, "arrow", batch_size=10)
+    acc = {k: v["sacc"] for k, v in r["routes"].items()}
+    assert acc["real"] >= 0.9 and acc["posterior_mode"] == acc["real"]
+    assert acc["posterior_sampled"] <= 0.1 and acc["prior_mode"] == 0.0
+    assert r["routes"]["posterior_sampled"]["reasons"].get("three_alike", 0) >= 15
+
+
+def test_a_dataset_without_a_judge_is_refused_before_any_image_is_made():
+    class Untouchable:
+        def __getattr__(self, name):
+            raise AssertionError(f"the model was used ({name}) before the dataset was checked")
+
+    with pytest.raises(GNMError, match="needs a dataset with an S-Acc judge"):
+        S.structure_sources(Untouchable(), torch.zeros(2, 1, 8, 8), "nosuchdata")

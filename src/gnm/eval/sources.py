@@ -63,18 +63,21 @@ def route_images(model: Any, x: torch.Tensor, seed: int = 0,
 
 
 def structure_sources(model: Any, x: torch.Tensor, dataset: str, seed: int = 0,
-                      batch_size: int = 100, classifier: Any = None) -> dict[str, Any]:
-    """Judge each route of :func:`route_images` against ``dataset``'s rule.
+                      batch_size: int = 100, **judge_kwargs: Any) -> dict[str, Any]:
+    """Judge each route of :func:`route_images` against ``dataset``'s rule with the dataset's
+    S-Acc judge (:mod:`gnm.eval.judges`; ``judge_kwargs`` go to it, e.g. ``classifier`` for the
+    MNIST judge).
 
     Returns ``{"dataset", "n", "routes": {route: {"sacc", "ci95", "reasons"}}}`` where
     ``reasons`` keeps only the verdict kinds that occurred.
     """
-    from gnm.eval.judge import judge_images
+    from gnm.eval.judges import require_judge
 
+    judge = require_judge(dataset, "the structure sources")  # before any image is made
     images = route_images(model, x, seed, batch_size)
     routes = {}
     for name in ROUTES:
-        r = judge_images(images[name], dataset, classifier, progress=False)
+        r = judge(images[name], dataset, progress=False, **judge_kwargs)
         routes[name] = {"sacc": r["sacc"], "ci95": r["ci95"],
                         "reasons": {k: v for k, v in r["reasons"].items() if v}}
     return {"dataset": dataset, "n": len(x), "routes": routes}
