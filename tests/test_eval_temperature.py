@@ -87,3 +87,12 @@ def test_sweep_needs_temperatures_and_script_refuses_bad_ones(capsys):
     assert "temperature must be a finite number >= 0" in capsys.readouterr().err
     assert main(["no/such/run", "--temps", "1,x"]) == 2
     assert "comma list of numbers" in capsys.readouterr().err
+
+
+def test_sweep_refuses_a_dataset_without_a_judge_before_sampling():
+    class Untouchable:
+        def __getattr__(self, name):
+            raise AssertionError(f"the model was used ({name}) before the dataset was checked")
+
+    with pytest.raises(GNMError, match="the temperature sweep needs a dataset with an S-Acc"):
+        T.temperature_sweep(Untouchable(), "nosuchdata", [1.0], n=20)

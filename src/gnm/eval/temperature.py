@@ -44,9 +44,11 @@ def relative_entropy(counts: list[int]) -> float:
 
 @torch.no_grad()
 def temperature_sweep(model: Any, dataset: str, temperatures: list[float], n: int = 1000,
-                      seed: int = 0, batch_size: int = 32, classifier: Any = None
+                      seed: int = 0, batch_size: int = 32, **judge_kwargs: Any
                       ) -> dict[str, Any]:
-    """Judge ``n`` prior samples of ``model`` at each temperature against ``dataset``'s rule.
+    """Judge ``n`` prior samples of ``model`` at each temperature against ``dataset``'s rule
+    with the dataset's S-Acc judge (:mod:`gnm.eval.judges`; ``judge_kwargs`` go to it, e.g.
+    ``classifier`` for the MNIST judge).
 
     Samples come from :func:`gnm.sampling.sample_images` with ``seed`` and ``batch_size`` (the
     defaults are ``gnm eval``'s, so the T = 1 row repeats its S-Acc exactly), the same noise at
@@ -55,16 +57,17 @@ def temperature_sweep(model: Any, dataset: str, temperatures: list[float], n: in
     "seed", "rows": [{"temperature", "sacc", "ci95", "reasons", and for MNIST-4 "first_class"
     (counts of d over ok samples) and "first_class_entropy"}]}``.
     """
-    from gnm.eval.judge import judge_images
+    from gnm.eval.judges import require_judge
     from gnm.sampling import sample_images
 
     if not temperatures:
         raise GNMError("give at least one temperature to sweep, e.g. 1,0.8,0.6.")
+    judge = require_judge(dataset, "the temperature sweep")  # before any sample is drawn
     rows = []
     for t in temperatures:
         images = sample_images(model, n, seed=seed, batch_size=batch_size, progress=False,
                                temperature=t)
-        r = judge_images(images, dataset, classifier, progress=False)
+        r = judge(images, dataset, progress=False, **judge_kwargs)
         row = {"temperature": float(t), "sacc": r["sacc"], "ci95": r["ci95"],
                "reasons": {k: v for k, v in r["reasons"].items() if v and k != "ok"}}
         if dataset == "mnist4":
